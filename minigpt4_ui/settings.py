@@ -1,0 +1,38 @@
+"""Environment and flags, read once into one frozen object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_BASE_URL = "https://api.replicate.com"
+DEFAULT_MODEL = "daanelson/minigpt-4"
+DEFAULT_VERSION = "e447a8583cffd86ce3b93f9c2cd24f2eae603d99ace6afa94b33a08e94a3cd06"
+
+
+def parse_version(ref: str) -> tuple[str, str]:
+    """Split `owner/name:id` or a bare version id into (model, version id)."""
+    model, sep, version = ref.strip().rpartition(":")
+    if not sep:
+        return DEFAULT_MODEL, ref.strip()
+    if model.count("/") != 1 or not version:
+        raise ValueError(f"MINIGPT4_VERSION must be a version id or owner/name:id, got {ref!r}")
+    return model, version
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where predictions go and with which credentials; the token is kept out of repr."""
+
+    token: str | None = field(default=None, repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    model: str = DEFAULT_MODEL
+    version: str = DEFAULT_VERSION
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        model, version = parse_version(env.get("MINIGPT4_VERSION") or DEFAULT_VERSION)
+        return cls(token=env.get("REPLICATE_API_TOKEN") or None,
+                   base_url=(env.get("REPLICATE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
+                   model=model, version=version)
