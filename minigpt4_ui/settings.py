@@ -28,6 +28,8 @@ class Settings:
     base_url: str = DEFAULT_BASE_URL
     model: str = DEFAULT_MODEL
     version: str = DEFAULT_VERSION
+    # Pace of the embedded demo predictor (words per second); None answers at full speed.
+    tokens_per_second: float | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -35,4 +37,18 @@ class Settings:
         model, version = parse_version(env.get("MINIGPT4_VERSION") or DEFAULT_VERSION)
         return cls(token=env.get("REPLICATE_API_TOKEN") or None,
                    base_url=(env.get("REPLICATE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
-                   model=model, version=version)
+                   model=model, version=version,
+                   tokens_per_second=_positive(env, "MINIGPT4_TOKENS_PER_SECOND"))
+
+
+def _positive(env: dict[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {raw!r}")
+    return value

@@ -1,0 +1,91 @@
+"""Turn the user's image into the `image` input: a URL as given, or a small JPEG data URI."""
+
+from __future__ import annotations
+
+import base64
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# MiniGPT-4 resizes to 224×224; 448 keeps detail for other backends and still encodes small.
+MAX_SIDE = 448
+# The strictest documented data-URI limit of the predictions API.
+MAX_DATA_URI_BYTES = 256_000
+# Below Pillow's own bomb warning (89 MP), so the check below always speaks first.
+MAX_PIXELS = 64_000_000
+_QUALITIES = (90, 80, 70, 55, 40)
+
+# Oversized images are refused with a clear message below; Pillow's warning would only add log noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+class ImageError(ValueError):
+    """The image cannot be used; the message says why in words a user understands."""
+
+
+def is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+def to_input(value: str | Path) -> str:
+    """Return what to send as `image`: http(s) URLs unchanged, a local file as a data URI."""
+    if isinstance(value, str) and is_url(value):
+        return value
+    return encode(load(value))
+
+
+def load(path: str | Path) -> Image.Image:
+    """Open, check and orient a local image file, returning an RGB image at most MAX_SIDE wide."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageError(f"The image file could not be read ({exc.strerror}).") from None
+    if size == 0:
+        raise ImageError("The image file is empty (0 bytes).")
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageError(f"The image is {img.width}×{img.height} pixels; images up to "
+                                 f"{MAX_PIXELS // 1_000_000} megapixels are accepted.")
+            # JPEG drafting decodes at a reduced scale, which is far faster for big photos.
+            img.draft("RGB", (MAX_SIDE, MAX_SIDE))
+            img = ImageOps.exif_transpose(img)
+            img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BICUBIC)
+            return _to_rgb(img)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("That file is not an image format this app can read "
+                         "(use JPEG, PNG, WebP, GIF or BMP).") from None
+    except Image.DecompressionBombError:
+        raise ImageError("The image is too large to decode safely "
+                         f"(over {MAX_PIXELS // 1_000_000} megapixels).") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"The image file is damaged or truncated ({exc}).") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Flatten transparency onto white, as a viewer would show it, and return RGB."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: scale to 8 bits rather than clip.
+        return img.point(lambda v: v / 256).convert("L").convert("RGB")
+    return img.convert("RGB")
+
+
+def encode(img: Image.Image) -> str:
+    """JPEG-encode an RGB image as a data URI under MAX_DATA_URI_BYTES."""
+    for quality in _QUALITIES:
+        buffer = io.BytesIO()
+        img.save(buffer, format="JPEG", quality=quality, optimize=True)
+        uri = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        if len(uri) <= MAX_DATA_URI_BYTES:
+            return uri
+    raise ImageError("The image could not be compressed under the API's 256 KB data-URI limit.")

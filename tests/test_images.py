@@ -1,0 +1,94 @@
+import base64
+import io
+
+import pytest
+from PIL import Image
+
+from minigpt4_ui import images
+
+
+def _decode(uri: str) -> Image.Image:
+    header, _, payload = uri.partition(",")
+    assert header == "data:image/jpeg;base64"
+    return Image.open(io.BytesIO(base64.b64decode(payload)))
+
+
+def _save(tmp_path, name, img, **params):
+    path = tmp_path / name
+    img.save(path, **params)
+    return path
+
+
+def test_urls_pass_through_unchanged():
+    assert images.to_input("https://example.com/cat.jpg?x=1") == "https://example.com/cat.jpg?x=1"
+
+
+def test_big_photo_becomes_a_small_rgb_jpeg_data_uri(tmp_path):
+    path = _save(tmp_path, "big.png", Image.new("RGBA", (4000, 3000), (200, 30, 30, 255)))
+    uri = images.to_input(str(path))
+    assert len(uri) <= images.MAX_DATA_URI_BYTES
+    img = _decode(uri)
+    assert img.mode == "RGB" and max(img.size) == images.MAX_SIDE and img.size == (448, 336)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90° clockwise: the stored landscape is shown as portrait
+    path = _save(tmp_path, "rotated.jpg", Image.new("RGB", (400, 200), "white"), exif=exif)
+    assert _decode(images.to_input(str(path))).size == (200, 400)
+
+
+def test_transparency_is_flattened_on_white(tmp_path):
+    path = _save(tmp_path, "clear.png", Image.new("RGBA", (50, 50), (0, 0, 0, 0)))
+    assert _decode(images.to_input(str(path))).getpixel((25, 25)) == pytest.approx((255, 255, 255), abs=2)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Image.new("CMYK", (60, 40), (0, 255, 255, 0)),
+    lambda: Image.new("I;16", (60, 40), 40000),
+    lambda: Image.new("P", (60, 40), 3),
+    lambda: Image.new("L", (60, 40), 128),
+])
+def test_unusual_modes_become_rgb(tmp_path, make):
+    img = make()
+    fmt = "JPEG" if img.mode == "CMYK" else "PNG"
+    path = _save(tmp_path, f"odd.{fmt.lower()}", img, format=fmt)
+    assert _decode(images.to_input(str(path))).mode == "RGB"
+
+
+def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
+    path = _save(tmp_path, "deep.png", Image.new("I;16", (10, 10), 32768))
+    assert _decode(images.to_input(str(path))).getpixel((5, 5))[0] == pytest.approx(128, abs=3)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    with pytest.raises(images.ImageError, match="empty"):
+        images.to_input(str(path))
+
+
+def test_not_an_image(tmp_path):
+    path = tmp_path / "notes.jpg"
+    path.write_text("these are not pixels")
+    with pytest.raises(images.ImageError, match="not an image format"):
+        images.to_input(str(path))
+
+
+def test_truncated_image(tmp_path):
+    whole = _save(tmp_path, "whole.png", Image.effect_noise((300, 300), 60))
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(whole.read_bytes()[:2000])
+    with pytest.raises(images.ImageError, match="damaged or truncated"):
+        images.to_input(str(cut))
+
+
+def test_too_many_pixels(tmp_path):
+    path = _save(tmp_path, "huge.png", Image.new("1", (9000, 8000)))
+    with pytest.raises(images.ImageError, match="megapixels"):
+        images.to_input(str(path))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(images.ImageError, match="could not be read"):
+        images.to_input(str(tmp_path / "gone.png"))

@@ -1,0 +1,27 @@
+import pytest
+
+from minigpt4_ui.settings import DEFAULT_BASE_URL, DEFAULT_VERSION, Settings
+
+
+def test_defaults_without_environment():
+    settings = Settings.from_env({})
+    assert (settings.token, settings.base_url, settings.model, settings.version) == (
+        None, DEFAULT_BASE_URL, "daanelson/minigpt-4", DEFAULT_VERSION)
+    assert settings.tokens_per_second is None
+
+
+def test_environment_names_match_the_official_client():
+    settings = Settings.from_env({"REPLICATE_API_TOKEN": "r8_secret", "REPLICATE_BASE_URL": "http://h:1/",
+                                  "MINIGPT4_VERSION": "someone/fork:abc123",
+                                  "MINIGPT4_TOKENS_PER_SECOND": "20"})
+    assert settings.base_url == "http://h:1"
+    assert (settings.model, settings.version) == ("someone/fork", "abc123")
+    assert settings.tokens_per_second == 20.0
+    assert "r8_secret" not in repr(settings)
+
+
+@pytest.mark.parametrize("env", [{"MINIGPT4_VERSION": "nope:"}, {"MINIGPT4_TOKENS_PER_SECOND": "-1"},
+                                 {"MINIGPT4_TOKENS_PER_SECOND": "fast"}])
+def test_bad_values_are_named(env):
+    with pytest.raises(ValueError, match=next(iter(env))):
+        Settings.from_env(env)
