@@ -1,0 +1,35 @@
+"""`python -m minigpt4_ui.server`: serve the Replicate-compatible API until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+
+from . import start_background
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m minigpt4_ui.server", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--token", default=os.environ.get("MINIGPT4_SERVER_TOKEN"),
+                        help="require this API token (default: $MINIGPT4_SERVER_TOKEN; none = open)")
+    parser.add_argument("--db", default=":memory:", help="SQLite file that keeps predictions")
+    parser.add_argument("--tokens-per-second", type=float, default=None,
+                        help="pace streamed words (default: as fast as possible)")
+    args = parser.parse_args(argv)
+    server = start_background(host=args.host, port=args.port, token=args.token, db_path=args.db,
+                              tokens_per_second=args.tokens_per_second)
+    auth = "token required" if args.token else "no token required"
+    print(f"MiniGPT-4 predictions server on {server.url} ({auth}); Ctrl-C stops it", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""What the server runs for a prediction: anything with a `predict` method that yields text."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Protocol
+
+from PIL import Image
+
+LogFn = Callable[[str], None]
+
+
+class Predictor(Protocol):
+    """A model behind the server; the runner decodes the image and handles pacing and cancel."""
+
+    def predict(self, inputs: dict, image: Image.Image, log: LogFn) -> Iterator[str]:
+        """Yield the answer as text chunks whose concatenation is the whole output.
+
+        `inputs` is validated and complete with defaults. `log` appends a line to the
+        prediction's logs. To cancel, the runner stops iterating and closes the generator.
+        """
+        ...

@@ -1,0 +1,206 @@
+"""Runs predictions on a thread pool: status transitions, logs, output, pacing and cancellation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from PIL import Image
+
+from ..settings import DEFAULT_MODEL
+from . import events
+from .events import Journal
+from .images import ImageError, load_image
+from .predictors import Predictor
+from .store import Store
+
+MODEL = DEFAULT_MODEL
+TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, as in Replicate's newer ids
+KEEP_JOURNALS = 1000  # finished journals kept for exact SSE replay; older ones are rebuilt
+logger = logging.getLogger(__name__)
+
+
+def now() -> str:
+    """The current UTC time as RFC 3339 with microseconds and a Z."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _seconds(start: str, end: str) -> float:
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 6)
+
+
+def new_prediction(*, version: str, input: dict) -> dict:
+    """A fresh `starting` prediction object (without `urls`, which depend on the request)."""
+    return {"id": "".join(secrets.choice(ID_ALPHABET) for _ in range(26)), "model": MODEL,
+            "version": version, "input": input, "logs": "", "output": None,
+            "data_removed": False, "error": None, "status": "starting", "created_at": now(),
+            "started_at": None, "completed_at": None, "source": "api", "metrics": {}}
+
+
+def terminal_events(prediction: dict) -> list[tuple[str, str]]:
+    """The closing SSE events for a finished prediction: `error` (if failed), then `done`."""
+    if prediction["status"] == "failed":
+        return [("error", json.dumps({"detail": prediction["error"]})), ("done", events.DONE_ERROR)]
+    if prediction["status"] == "canceled":
+        return [("done", events.DONE_CANCELED)]
+    return [("done", events.DONE_OK)]
+
+
+def replay_journal(prediction: dict) -> Journal:
+    """A journal rebuilt from a stored prediction whose live journal is gone (e.g. after a restart)."""
+    journal = Journal()
+    if prediction["logs"]:
+        journal.append("logs", prediction["logs"])
+    if prediction["output"]:
+        journal.append("output", prediction["output"])
+    if prediction["status"] in TERMINAL:
+        for name, data in terminal_events(prediction):
+            journal.append(name, data, final=name == "done")
+    return journal
+
+
+@dataclass
+class _Job:
+    prediction: dict
+    inputs: dict
+    journal: Journal = field(default_factory=Journal)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Runner:
+    """Owns every running prediction; the store always holds each one's latest state."""
+
+    def __init__(self, *, store: Store, predictor: Predictor, tokens_per_second: float | None = None,
+                 max_workers: int = 64):
+        self._store = store
+        self._predictor = predictor
+        self._interval = 1 / tokens_per_second if tokens_per_second else 0.0
+        # A paced predictor mostly waits, so many threads are cheap.
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="prediction")
+        self._jobs: dict[str, _Job] = {}
+        self._journals: OrderedDict[str, Journal] = OrderedDict()
+        self._lock = threading.Lock()
+        self._closed = False
+        for prediction in store.unfinished():
+            self._finish(_Job(prediction=prediction, inputs={}), "failed",
+                         error="the server stopped before this prediction finished")
+
+    def submit(self, prediction: dict, inputs: dict) -> None:
+        """Store a new prediction and queue it; `inputs` is the validated input with defaults."""
+        job = _Job(prediction=prediction, inputs=inputs)
+        self._store.insert(prediction)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the runner is closed")
+            self._jobs[prediction["id"]] = job
+            self._journals[prediction["id"]] = job.journal
+            self._trim_journals()
+        self._pool.submit(self._run, job)
+
+    def journal(self, prediction_id: str) -> Journal | None:
+        """The live journal of a prediction, or a rebuilt one, or None if the id is unknown."""
+        with self._lock:
+            journal = self._journals.get(prediction_id)
+        if journal is not None:
+            return journal
+        prediction = self._store.get(prediction_id)
+        return replay_journal(prediction) if prediction else None
+
+    def cancel(self, prediction_id: str) -> None:
+        """Ask a prediction to stop; one that has not started is canceled at once."""
+        with self._lock:
+            job = self._jobs.get(prediction_id)
+        if job is None:
+            return  # finished, or unknown: cancel leaves finished predictions unchanged
+        job.cancel.set()
+        if job.prediction["status"] == "starting":
+            self._finish(job, "canceled")
+
+    def close(self) -> None:
+        """Cancel everything still running and wait for the worker threads."""
+        with self._lock:
+            self._closed = True
+            ids = list(self._jobs)
+        for prediction_id in ids:
+            self.cancel(prediction_id)
+        self._pool.shutdown(wait=True)
+
+    def _trim_journals(self) -> None:
+        finished = [pid for pid, journal in self._journals.items() if journal.finished]
+        for pid in finished[:max(0, len(finished) - KEEP_JOURNALS)]:
+            del self._journals[pid]
+
+    def _run(self, job: _Job) -> None:
+        with job.lock:
+            if job.prediction["status"] != "starting":
+                return  # canceled while queued
+            job.prediction.update(status="processing", started_at=now())
+            self._store.update(job.prediction)
+        try:
+            image = load_image(job.inputs["image"])
+            self._log(job, f"image {image.width}x{image.height} RGB\n")
+            completed = self._generate(job, image)
+        except ImageError as exc:
+            self._finish(job, "failed", error=str(exc))
+        except Exception as exc:  # a predictor bug must fail its prediction, not the worker
+            logger.exception("prediction %s failed", job.prediction["id"])
+            self._finish(job, "failed", error=f"the predictor failed: {type(exc).__name__}: {exc}")
+        else:
+            self._finish(job, "succeeded" if completed else "canceled")
+
+    def _generate(self, job: _Job, image: Image.Image) -> bool:
+        """Stream the predictor's chunks into the prediction; False if it was canceled."""
+        chunks = self._predictor.predict(job.inputs, image, lambda line: self._log(job, line))
+        next_at = time.monotonic()
+        try:
+            for chunk in chunks:
+                # Pacing waits on the cancel event, so a cancel never waits out an interval.
+                if job.cancel.wait(max(0.0, next_at - time.monotonic())):
+                    return False
+                if chunk:
+                    self._emit(job, chunk)
+                next_at = time.monotonic() + self._interval
+        finally:
+            chunks.close()
+        return not job.cancel.is_set()
+
+    def _emit(self, job: _Job, chunk: str) -> None:
+        with job.lock:
+            if job.prediction["status"] in TERMINAL:
+                return
+            job.prediction["output"] = (job.prediction["output"] or "") + chunk
+            self._store.update(job.prediction)
+            job.journal.append("output", chunk)
+
+    def _log(self, job: _Job, line: str) -> None:
+        with job.lock:
+            if job.prediction["status"] in TERMINAL:
+                return
+            job.prediction["logs"] += line
+            self._store.update(job.prediction)
+            job.journal.append("logs", line)
+
+    def _finish(self, job: _Job, status: str, *, error: str | None = None) -> None:
+        with job.lock:
+            prediction = job.prediction
+            if prediction["status"] in TERMINAL:
+                return
+            completed = now()
+            started = prediction["started_at"] or completed
+            prediction.update(status=status, error=error, started_at=started, completed_at=completed,
+                              metrics={"predict_time": _seconds(started, completed),
+                                       "total_time": _seconds(prediction["created_at"], completed)})
+            self._store.update(prediction)
+            for name, data in terminal_events(prediction):
+                job.journal.append(name, data, final=name == "done")
+        with self._lock:
+            self._jobs.pop(prediction["id"], None)
