@@ -1,12 +1,21 @@
-"""Turn the user's image into the `image` input: a URL as given, or a small JPEG data URI."""
+"""Turn the user's image into the `image` input: a URL as given, or a small JPEG data URI.
+
+Also fetches an image URL the user typed, safely, so it can be checked and previewed.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
+import ipaddress
+import os
+import socket
+import tempfile
 import warnings
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
+import requests
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # MiniGPT-4 resizes to 224×224; 448 keeps detail for other backends and still encodes small.
@@ -89,3 +98,88 @@ def encode(img: Image.Image) -> str:
         if len(uri) <= MAX_DATA_URI_BYTES:
             return uri
     raise ImageError("The image could not be compressed under the API's 256 KB data-URI limit.")
+
+
+MAX_DOWNLOAD_BYTES = 20_000_000
+FETCH_TIMEOUT = (5.0, 10.0)  # connect, read
+MAX_REDIRECTS = 5
+
+
+def check_url(url: str) -> str:
+    """Return the URL stripped, or raise ImageError if it is not an http(s) URL with a host."""
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ImageError("Only http:// and https:// image URLs are supported"
+                         + (f" (got {parts.scheme}://)." if parts.scheme else "."))
+    if not parts.hostname:
+        raise ImageError("That URL has no host name.")
+    return url
+
+
+def _check_host(host: str, *, allow_private: bool) -> None:
+    """Refuse hosts that resolve to this machine or a private network (the app's own neighbours)."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        raise ImageError(f"The host {host} could not be found.") from None
+    if allow_private:
+        return
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not ip.is_global or ip.is_multicast:
+            raise ImageError(f"The host {host} is a private, loopback or link-local address; "
+                             "only public image URLs can be fetched.")
+
+
+def fetch(url: str, *, allow_private: bool = False) -> Path:
+    """Download an image URL into a temporary file after checking every redirect hop.
+
+    Raises ImageError with what went wrong: scheme, host, status, content type, size or timeout.
+    """
+    url = check_url(url)
+    with requests.Session() as session:
+        for _ in range(MAX_REDIRECTS + 1):
+            _check_host(urlsplit(url).hostname, allow_private=allow_private)
+            try:
+                response = session.get(url, stream=True, timeout=FETCH_TIMEOUT, allow_redirects=False,
+                                       headers={"Accept": "image/*"})
+            except requests.Timeout:
+                raise ImageError(f"The image URL did not answer within {FETCH_TIMEOUT[1]:.0f} s.") from None
+            except requests.RequestException:
+                raise ImageError("The image URL could not be reached.") from None
+            with response:
+                if response.is_redirect:
+                    url = check_url(urljoin(url, response.headers.get("Location", "")))
+                    continue
+                return _save(response)
+    raise ImageError(f"The image URL redirected more than {MAX_REDIRECTS} times.")
+
+
+def _save(response: requests.Response) -> Path:
+    if response.status_code != 200:
+        raise ImageError(f"The image URL answered {response.status_code} {response.reason}.")
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if kind and not kind.startswith("image/") and kind != "application/octet-stream":
+        raise ImageError(f"The URL points to {kind}, not an image.")
+    fd, name = tempfile.mkstemp(prefix="url-image-")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            size = 0
+            for chunk in response.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > MAX_DOWNLOAD_BYTES:
+                    raise ImageError(f"The image at that URL is larger than "
+                                     f"{MAX_DOWNLOAD_BYTES // 1_000_000} MB.")
+                out.write(chunk)
+        load(path)  # a file that only claims to be an image is caught here, with the usual messages
+        with Image.open(path) as img:
+            named = path.with_suffix("." + (img.format or "img").lower())
+        return path.rename(named)
+    except requests.RequestException:
+        path.unlink()
+        raise ImageError("The download of the image URL broke off.") from None
+    except BaseException:
+        path.unlink()
+        raise

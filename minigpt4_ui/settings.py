@@ -30,6 +30,8 @@ class Settings:
     version: str = DEFAULT_VERSION
     # Pace of the embedded demo predictor (words per second); None answers at full speed.
     tokens_per_second: float | None = None
+    # Image URLs on loopback or private networks are refused unless the host opts in (intranets, tests).
+    allow_private_urls: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -38,7 +40,8 @@ class Settings:
         return cls(token=env.get("REPLICATE_API_TOKEN") or None,
                    base_url=(env.get("REPLICATE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
                    model=model, version=version,
-                   tokens_per_second=_positive(env, "MINIGPT4_TOKENS_PER_SECOND"))
+                   tokens_per_second=_positive(env, "MINIGPT4_TOKENS_PER_SECOND"),
+                   allow_private_urls=env.get("MINIGPT4_ALLOW_PRIVATE_URLS", "") in ("1", "true", "yes"))
 
 
 def _positive(env: dict[str, str], name: str) -> float | None:

@@ -92,3 +92,86 @@ def test_too_many_pixels(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(images.ImageError, match="could not be read"):
         images.to_input(str(tmp_path / "gone.png"))
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    """A loopback web server with an image, a page, a 404, a redirect loop and a slow path."""
+    import http.server
+    import threading
+
+    png = io.BytesIO()
+    Image.new("RGB", (64, 48), "blue").save(png, format="PNG")
+    release = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            routes = {
+                "/cat.png": (200, "image/png", png.getvalue()),
+                "/page": (200, "text/html", b"<html>hello</html>"),
+                "/fake.png": (200, "image/png", b"<html>not really</html>"),
+            }
+            if self.path == "/loop":
+                self.send_response(302)
+                self.send_header("Location", "/loop")
+                self.end_headers()
+            elif self.path == "/moved":
+                self.send_response(301)
+                self.send_header("Location", "/cat.png")
+                self.end_headers()
+            elif self.path == "/slow":
+                release.wait(15)
+            elif self.path in routes:
+                status, kind, body = routes[self.path]
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                self.send_error(404)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    release.set()
+    server.shutdown()
+
+
+def test_fetch_downloads_an_image_url(web):
+    path = images.fetch(web + "/moved", allow_private=True)
+    assert path.suffix == ".png" and Image.open(path).size == (64, 48)
+
+
+@pytest.mark.parametrize("path, message", [
+    ("/missing", "answered 404"),
+    ("/page", "text/html, not an image"),
+    ("/fake.png", "not an image format"),
+    ("/loop", "redirected more than 5 times"),
+])
+def test_fetch_names_what_is_wrong(web, path, message):
+    with pytest.raises(images.ImageError, match=message):
+        images.fetch(web + path, allow_private=True)
+
+
+def test_fetch_times_out(web, monkeypatch):
+    monkeypatch.setattr(images, "FETCH_TIMEOUT", (1.0, 0.3))
+    with pytest.raises(images.ImageError, match="did not answer"):
+        images.fetch(web + "/slow", allow_private=True)
+
+
+@pytest.mark.parametrize("url, message", [
+    ("file:///etc/passwd", "Only http:// and https://"),
+    ("ftp://example.com/a.png", "Only http:// and https://"),
+    ("not a url", "Only http:// and https://"),
+    ("http://127.0.0.1:9/a.png", "private, loopback or link-local"),
+    ("http://169.254.169.254/latest/meta-data", "private, loopback or link-local"),
+    ("http://10.1.2.3/a.png", "private, loopback or link-local"),
+    ("http://[::1]/a.png", "private, loopback or link-local"),
+])
+def test_fetch_refuses_other_schemes_and_private_hosts(url, message):
+    with pytest.raises(images.ImageError, match=message):
+        images.fetch(url)
