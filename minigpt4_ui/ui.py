@@ -1,0 +1,122 @@
+"""The Gradio Blocks app: the layout top to bottom, then the event wiring. Handlers live in `studio`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from . import schema
+from .backend import Backend
+from .studio import HISTORY_HEADERS, Studio
+
+TITLE = "MiniGPT-4 Studio"
+DESCRIPTION = ("Ask [MiniGPT-4](https://replicate.com/daanelson/minigpt-4) about an image: upload, paste, "
+               "snap or link one, ask a question, and watch the answer stream in. Follow-up questions "
+               "keep the conversation going.")
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+EXAMPLES = [
+    ("coffee.jpg", "What drink is this, and how would I make it at home? Give a short recipe."),
+    ("chelsea.jpg", "Write a funny caption for this photo."),
+    ("astronaut.jpg", "Describe this photo in detail."),
+    ("rocket.jpg", "What is happening in this picture, and why is it impressive?"),
+    ("text.png", "Read the handwriting in this image. What kind of notes are these?"),
+]
+
+THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate")
+CSS = """
+#backend-notice { border-left: 4px solid var(--color-accent); padding: 0.25em 0.75em; }
+#status { min-height: 1.6em; }
+footer { visibility: visible; }
+"""
+
+# Paced predictions mostly wait on the network, so many chats can share one worker process.
+CONCURRENCY_LIMIT = 64
+
+
+def _control(field: schema.Field) -> gr.components.Component:
+    """A control bound to the field's documented limits."""
+    integer = field.type is int
+    if field.maximum is not None:
+        return gr.Slider(minimum=field.minimum, maximum=field.maximum, value=field.default,
+                         step=1 if integer else 0.01, precision=0 if integer else None,
+                         label=field.label, info=field.description)
+    return gr.Number(value=field.default, minimum=field.minimum, precision=0 if integer else None,
+                     label=field.label, info=field.description)
+
+
+def build(backend: Backend, *, allow_private_urls: bool = False) -> gr.Blocks:
+    """Build the app around a connected backend."""
+    studio = Studio(backend, allow_private_urls=allow_private_urls)
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"# {TITLE}\n{DESCRIPTION}")
+        gr.Markdown(backend.notice, elem_id="backend-notice")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=320):
+                image = gr.Image(label="Image", type="filepath", sources=["upload", "webcam", "clipboard"],
+                                 image_mode=None, height=300, elem_id="image")
+                with gr.Row(equal_height=True):
+                    url = gr.Textbox(label="…or an image URL", placeholder="https://…", scale=4,
+                                     max_lines=1, elem_id="image-url")
+                    load_url = gr.Button(value="Load URL", scale=1, min_width=90, elem_id="load-url")
+                prompt = gr.Textbox(label="Prompt", placeholder="What is in this picture?", lines=2,
+                                    max_lines=8, elem_id="prompt")
+                with gr.Row():
+                    send = gr.Button(value="Send", variant="primary", elem_id="send")
+                    stop = gr.Button(value="Stop", variant="stop", elem_id="stop")
+                    clear = gr.Button(value="Clear", elem_id="clear")
+                with gr.Accordion(label="Advanced", open=False):
+                    controls = [_control(field) for field in schema.PARAMETERS]
+                with gr.Accordion(label="Your Replicate token", open=False):
+                    visitor_token = gr.Textbox(
+                        label="Replicate API token (optional)", type="password", placeholder="r8_…",
+                        info="Used for your session only, on Replicate: never stored or shared.")
+            with gr.Column(scale=3, min_width=320):
+                chatbot = gr.Chatbot(label="Conversation", height=540, elem_id="chat",
+                                     placeholder="Add an image and ask a question about it.",
+                                     buttons=["copy", "copy_all"])
+                status = gr.Markdown("Add an image to start.", elem_id="status")
+                with gr.Accordion(label="View request", open=False):
+                    request_json = gr.Code(label="Input sent (JSON)", language="json", interactive=False)
+                    request_curl = gr.Code(label="curl", language="shell", interactive=False)
+                    request_python = gr.Code(label="Python", language="python", interactive=False)
+                with gr.Accordion(label="History", open=False):
+                    history = gr.Dataframe(headers=HISTORY_HEADERS, value=[], interactive=False,
+                                           label="This session's predictions (select one to see it)")
+                    chosen = gr.JSON(label="Prediction")
+                    account_button = gr.Button(value="List my account's predictions (needs your token)",
+                                               size="sm")
+                    account = gr.Dataframe(headers=HISTORY_HEADERS, value=[], interactive=False,
+                                           label="Your account's latest predictions")
+        gr.Examples(examples=[[str(ASSETS / name), text] for name, text in EXAMPLES],
+                    inputs=[image, prompt], cache_examples=False, label="Examples")
+        question = gr.State("")
+        records = gr.State([])
+        answer = gr.Textbox(visible=False)
+        api_trigger = gr.Button(visible=False)
+
+        private = dict(api_visibility="private")
+        respond = dict(fn=studio.respond, inputs=[image, question, chatbot, records, visitor_token, *controls],
+                       outputs=[chatbot, status, records, history, request_json, request_curl,
+                                request_python, prompt],
+                       concurrency_limit=CONCURRENCY_LIMIT, **private)
+        check = dict(fn=studio.submit, inputs=[image, prompt, chatbot, *controls],
+                     outputs=[chatbot, question, status, prompt], queue=False, **private)
+        runs = [send.click(**check).success(**respond), prompt.submit(**check).success(**respond),
+                chatbot.retry(studio.retry, inputs=chatbot, outputs=[chatbot, question, status],
+                              queue=False, **private).success(**respond)]
+        stop.click(None, cancels=runs, **private).then(
+            studio.stopped, inputs=chatbot, outputs=[chatbot, status], queue=False, **private)
+        chatbot.undo(studio.undo, inputs=chatbot, outputs=[chatbot, prompt, status], queue=False, **private)
+        chatbot.like(studio.like, inputs=[chatbot, records], outputs=records, queue=False, **private)
+        clear.click(studio.clear, outputs=[image, url, prompt, chatbot, status], cancels=runs, queue=False,
+                    **private)
+        image.change(studio.new_image, inputs=[image, chatbot], outputs=[chatbot, status], queue=False, **private)
+        for trigger in (load_url.click, url.submit):
+            trigger(studio.load_url, inputs=url, outputs=image, **private)
+        history.select(studio.show_record, inputs=[records, visitor_token], outputs=chosen, **private)
+        account_button.click(studio.account_predictions, inputs=visitor_token, outputs=account, **private)
+        api_trigger.click(studio.ask, inputs=[image, prompt, *controls], outputs=answer, api_name="ask",
+                          concurrency_limit=CONCURRENCY_LIMIT)
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT)
+    return demo

@@ -1,0 +1,106 @@
+"""The app as a user runs it (`python app.py`), driven through gradio_client."""
+
+import time
+
+import pytest
+import requests
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from minigpt4_ui.server import start_background
+
+from .apprunner import RunningApp
+
+TOKEN = "r8_app_test_token_never_shown"
+
+
+@pytest.fixture(scope="module")
+def backend_server():
+    with start_background(token=TOKEN, tokens_per_second=40) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def app(backend_server, tmp_path_factory):
+    """The app pointed at a server we can inspect, like a self-hosted predictions API."""
+    running = RunningApp({"REPLICATE_BASE_URL": backend_server.url, "REPLICATE_API_TOKEN": TOKEN},
+                         tmp_path_factory.mktemp("app") / "app.log")
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "red.png"
+    Image.new("RGB", (320, 200), (220, 20, 30)).save(path)
+    return str(path)
+
+
+def _server_prediction(server, prediction_id=None):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    if prediction_id:
+        return requests.get(f"{server.url}/v1/predictions/{prediction_id}", headers=headers, timeout=5).json()
+    return requests.get(f"{server.url}/v1/predictions", headers=headers, timeout=5).json()["results"][0]
+
+
+def test_ask_streams_the_answer_in_several_partials(app, backend_server, photo):
+    client = Client(app.url, verbose=False)
+    job = client.submit(image=handle_file(photo), prompt="What colour is it?", api_name="/ask")
+    final = job.result(timeout=60)
+    partials = job.outputs()
+    assert len(partials) > 1
+    assert all(final.startswith(p) for p in partials)
+    prediction = _server_prediction(backend_server)
+    assert prediction["status"] == "succeeded"
+    assert final == prediction["output"]
+    assert "320×200" in final and "What colour is it?" in final
+
+
+def test_parameters_reach_the_server(app, backend_server, photo):
+    client = Client(app.url, verbose=False)
+    final = client.predict(image=handle_file(photo), prompt="Be brief", max_new_tokens=4, num_beams=1,
+                           temperature=0.5, top_p=1, api_name="/ask")
+    prediction = _server_prediction(backend_server)
+    assert len(final.split()) == 4
+    assert prediction["input"]["max_new_tokens"] == 4
+    assert prediction["input"]["temperature"] == 0.5
+    assert prediction["input"]["image"].startswith("data:image/jpeg;base64,")
+
+
+def test_cancelling_the_job_cancels_the_prediction(app, backend_server, photo):
+    client = Client(app.url, verbose=False)
+    job = client.submit(image=handle_file(photo), prompt="Describe it slowly", api_name="/ask")
+    deadline = time.monotonic() + 30
+    while len(job.outputs()) < 2:
+        assert time.monotonic() < deadline, "no partial answer arrived"
+        time.sleep(0.05)
+    prediction_id = _server_prediction(backend_server)["id"]
+    job.cancel()
+    deadline = time.monotonic() + 15
+    while (status := _server_prediction(backend_server, prediction_id)["status"]) != "canceled":
+        assert status not in ("succeeded", "failed"), f"prediction ended {status}, not canceled"
+        assert time.monotonic() < deadline, f"prediction still {status}"
+        time.sleep(0.05)
+
+
+def test_bad_input_gets_a_specific_message(app, photo):
+    client = Client(app.url, verbose=False)
+    with pytest.raises(AppError, match="prompt"):
+        client.predict(image=handle_file(photo), prompt="   ", api_name="/ask")
+
+
+@pytest.fixture(scope="module")
+def embedded_app(tmp_path_factory):
+    """The app with no token: it starts its own local predictions server."""
+    running = RunningApp({"MINIGPT4_TOKENS_PER_SECOND": "200"}, tmp_path_factory.mktemp("embedded") / "app.log")
+    yield running
+    running.close()
+
+
+def test_without_a_token_the_embedded_backend_answers_and_says_so(embedded_app, photo):
+    page = requests.get(embedded_app.url, timeout=10).text
+    assert "Demo backend" in page and "REPLICATE_API_TOKEN" in page
+    answer = Client(embedded_app.url, verbose=False).predict(
+        image=handle_file(photo), prompt="What is this?", api_name="/ask")
+    assert "not MiniGPT-4" in answer and "320×200" in answer

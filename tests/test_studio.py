@@ -1,0 +1,73 @@
+"""The UI's event handlers as plain functions (the browser tests drive them for real)."""
+
+import gradio as gr
+import pytest
+
+from minigpt4_ui import chat
+from minigpt4_ui.conversation import Turn
+from minigpt4_ui.studio import Studio, status_line, turns
+
+
+def _text(text):
+    return [{"type": "text", "text": text}]
+
+
+# The Chatbot hands handlers its normalized form: content as a list of typed parts.
+HISTORY = [
+    {"role": "user", "content": [{"type": "file", "file": {"path": "/tmp/x.png"}}, *_text("What is it?")]},
+    {"role": "assistant", "content": _text("⏳"), "metadata": {"title": "✅ Done", "id": "p1"}},
+    {"role": "assistant", "content": _text("A red square."), "metadata": None},
+    {"role": "user", "content": _text("Is it big?")},
+    {"role": "assistant", "content": _text("ℹ️"), "metadata": {"title": "ℹ️ 1 earlier turn left out"}},
+    {"role": "assistant", "content": _text("⏹"), "metadata": {"title": "⏳ Processing", "id": "p2",
+                                                               "status": "pending"}},
+    {"role": "assistant", "content": _text("It is 320"), "metadata": None},
+]
+
+
+def test_turns_skip_status_and_notes():
+    assert turns(HISTORY) == [Turn("What is it?", "A red square."), Turn("Is it big?", "It is 320")]
+    assert turns(HISTORY[:4]) == [Turn("What is it?", "A red square.")]
+
+
+def test_retry_asks_the_last_question_again():
+    history, question, _ = Studio(backend=None).retry(HISTORY)
+    assert question == "Is it big?" and history == HISTORY[:4]
+
+
+def test_undo_removes_the_last_turn_and_returns_its_question():
+    history, prompt, _ = Studio(backend=None).undo(HISTORY)
+    assert prompt == "Is it big?" and history == HISTORY[:3]
+
+
+def test_stop_marks_the_pending_status_and_keeps_the_partial_answer():
+    history, status = Studio(backend=None).stopped([dict(m) for m in HISTORY])
+    assert history[5]["metadata"] == {"title": "⏹ Stopped by you · `p2`", "id": "p2", "status": "done"}
+    assert history[6]["content"] == _text("It is 320")
+    assert "partial answer is kept" in status
+
+
+def test_a_new_image_starts_a_new_conversation():
+    assert Studio(backend=None).new_image("/tmp/y.png", HISTORY) == ([], "🆕 New image, new conversation.")
+
+
+def test_submit_refuses_bad_input_with_a_specific_message():
+    with pytest.raises(gr.Error, match="image: add an image first; temperature: Must be less than or equal to 2"):
+        Studio(backend=None).submit(None, "hi", [], 4000, 3000, 3, 1.0, 9.0, 0.9)
+
+
+def test_account_list_needs_the_visitors_own_token():
+    with pytest.raises(gr.Error, match="own Replicate token"):
+        Studio(backend=None).account_predictions("  ")
+
+
+@pytest.mark.parametrize("progress, expected", [
+    (chat.Progress(status="starting", elapsed=2), "⏳ Starting · 2 s"),
+    (chat.Progress(status="starting", elapsed=12), "cold boot"),
+    (chat.Progress(status="processing", elapsed=3.4), "⏳ Processing · 3 s"),
+    (chat.Progress(status="succeeded", elapsed=3.44, predict_time=3.0), "✅ Done in 3.4 s, predict time 3.0 s"),
+    (chat.Progress(status="failed", error="CUDA out of memory"), "❌ The model failed: CUDA out of memory"),
+    (chat.Progress(status="canceled", elapsed=1.0), "⏹ Stopped after 1.0 s"),
+])
+def test_status_line_says_what_the_backend_says(progress, expected):
+    assert expected in status_line(progress)
