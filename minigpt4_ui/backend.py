@@ -31,8 +31,9 @@ class Backend:
 EMBEDDED_NOTICE = (
     "**Demo backend:** no `REPLICATE_API_TOKEN` is set, so answers come from the built-in "
     "predictor running inside this app. It reports what it can measure in the image (size, "
-    "colours, brightness); it is not MiniGPT-4. To use MiniGPT-4 on Replicate, set "
-    "`REPLICATE_API_TOKEN` and restart the app."
+    "colours, brightness); it is not MiniGPT-4. To use MiniGPT-4 on Replicate, enter your own "
+    "token under *Your Replicate token*, or have the host set `REPLICATE_API_TOKEN` (on a Hugging "
+    "Face Space: Settings → Variables and secrets → New secret) and restart the app."
 )
 
 

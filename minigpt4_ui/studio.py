@@ -27,6 +27,11 @@ ACCOUNT_LIST_LIMIT = 50
 HISTORY_HEADERS = ["Time", "Status", "Seconds", "Prompt", "Prediction"]
 
 
+def _error(message: str, title: str = "Error") -> gr.Error:
+    """A message for the user; expected problems are not server errors, so no traceback is logged."""
+    return gr.Error(message, title=title, print_exception=False)
+
+
 def input_message(exc: Exception) -> str:
     """A user-facing sentence for a schema or image problem."""
     if isinstance(exc, schema.InputError):
@@ -102,11 +107,11 @@ class Studio:
     def load_url(self, url: str) -> str:
         """Fetch and check an image URL, returning a local file for the image component."""
         if not url or not url.strip():
-            raise gr.Error("Paste an image URL first.", title="No URL")
+            raise _error("Paste an image URL first.", title="No URL")
         try:
             return str(images.fetch(url, allow_private=self.allow_private_urls))
         except images.ImageError as exc:
-            raise gr.Error(str(exc), title="That URL didn't work") from None
+            raise _error(str(exc), title="That URL didn't work") from None
 
     def new_image(self, image: str | None, history: list) -> tuple[list, str]:
         """A different image starts a different conversation."""
@@ -120,7 +125,7 @@ class Studio:
         try:
             chat.build_input(image, prompt, params)
         except (schema.InputError, images.ImageError) as exc:
-            raise gr.Error(input_message(exc), title="Can't send yet") from None
+            raise _error(input_message(exc), title="Can't send yet") from None
         content = prompt if history else [{"path": image}, prompt]
         return history + [{"role": "user", "content": content}], prompt, "⏳ Queued…", ""
 
@@ -128,7 +133,7 @@ class Studio:
         """Drop the last answer and ask its question again."""
         last = _last_question(history)
         if last is None:
-            raise gr.Error("There is no question to ask again.")
+            raise _error("There is no question to ask again.")
         return history[: last + 1], _text(history[last]), "⏳ Queued…"
 
     def undo(self, history: list) -> tuple[list, str, str]:
@@ -157,7 +162,7 @@ class Studio:
         try:
             inputs = chat.build_input(image, folded.prompt, params)
         except (schema.InputError, images.ImageError) as exc:
-            raise gr.Error(input_message(exc), title="Can't send") from None
+            raise _error(input_message(exc), title="Can't send") from None
         client = self.backend.client_for(visitor_token)
         request = (snippets.request_json(inputs, client.version),
                    snippets.curl(inputs, base_url=client.base_url, version=client.version),
@@ -230,19 +235,19 @@ class Studio:
         try:
             prediction = client.get(chosen["id"])
         except ReplicateError as exc:
-            raise gr.Error(str(exc), title="Could not load that prediction") from None
+            raise _error(str(exc), title="Could not load that prediction") from None
         return {**prediction, "input": snippets.displayed_input(prediction.get("input") or {}),
                 **({"feedback": chosen["feedback"]} if "feedback" in chosen else {})}
 
     def account_predictions(self, visitor_token: str) -> list[list]:
         """The visitor's own account-wide list; never the host's, which would expose other visitors."""
         if not visitor_token or not visitor_token.strip():
-            raise gr.Error("Enter your own Replicate token above to list your account's predictions. "
+            raise _error("Enter your own Replicate token above to list your account's predictions. "
                            "The host's predictions are never shown.", title="Your token is needed")
         try:
             found = list(itertools.islice(self.backend.client_for(visitor_token).list(), ACCOUNT_LIST_LIMIT))
         except ReplicateError as exc:
-            raise gr.Error(str(exc), title="Could not list predictions") from None
+            raise _error(str(exc), title="Could not list predictions") from None
         return [[p.get("created_at", ""), p.get("status", ""), (p.get("metrics") or {}).get("predict_time"),
                  str((p.get("input") or {}).get("prompt", ""))[:80], p.get("id", "")] for p in found]
 
@@ -255,9 +260,9 @@ class Studio:
             inputs = chat.build_input(image, prompt, params)
             for progress in chat.ask(self.backend.client, inputs):
                 if progress.status == "failed":
-                    raise gr.Error(f"The model failed: {progress.error or 'it gave no reason'}")
+                    raise _error(f"The model failed: {progress.error or 'it gave no reason'}")
                 yield progress.text
         except (schema.InputError, images.ImageError) as exc:
-            raise gr.Error(input_message(exc)) from None
+            raise _error(input_message(exc)) from None
         except ReplicateError as exc:
-            raise gr.Error(str(exc)) from None
+            raise _error(str(exc)) from None
