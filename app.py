@@ -9,7 +9,8 @@ def main() -> None:
     connected = backend.connect(settings)
     try:
         # Server name and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when set.
-        ui.build(connected, allow_private_urls=settings.allow_private_urls).launch(theme=ui.THEME, css=ui.CSS)
+        ui.build(connected, settings).launch(theme=ui.THEME, css=ui.CSS,
+                                             max_file_size=f"{settings.max_upload_mb}mb")
     finally:
         connected.close()
 

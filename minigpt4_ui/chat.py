@@ -14,6 +14,9 @@ from .replicate_api import TERMINAL, Client, ReplicateError
 
 log = logging.getLogger(__name__)
 
+# A public demo's own cap: about 4,000 tokens of English, the model's default max_length.
+MAX_PROMPT_CHARS = 16_000
+
 # How often the elapsed time is refreshed while the backend is silent (a cold boot can take minutes).
 TICK_SECONDS = 1.0
 
@@ -43,6 +46,11 @@ def build_input(image: str | None, prompt: str, params: dict[str, Any]) -> dict[
     decoding.
     """
     problems = [] if image else [schema.Problem("image", "required", "add an image first")]
+    if isinstance(prompt, str) and len(prompt) > MAX_PROMPT_CHARS:
+        problems.append(schema.Problem("prompt", "max_length", f"{len(prompt):,} characters is too long; "
+                                       f"up to {MAX_PROMPT_CHARS:,} are accepted"))
+    elif isinstance(prompt, str) and "\x00" in prompt:
+        problems.append(schema.Problem("prompt", "invalid_character", "contains a NUL character (\\0)"))
     try:
         checked = schema.validate({"image": "pending", "prompt": prompt, **params})
     except schema.InputError as exc:

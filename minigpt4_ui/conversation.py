@@ -36,9 +36,16 @@ class Folded:
     dropped: int
 
 
-def fold(turns: Sequence[Turn], question: str, *, max_length: int, max_new_tokens: int) -> Folded:
-    """Prefix `question` with as many of the newest earlier turns as the budget allows."""
-    budget = (max_length - max_new_tokens - TEMPLATE_TOKENS) * CHARS_PER_TOKEN - len(question)
+def fold(turns: Sequence[Turn], question: str, *, max_length: int, max_new_tokens: int,
+         max_chars: int | None = None) -> Folded:
+    """Prefix `question` with as many of the newest earlier turns as the budget allows.
+
+    `max_chars`, when given, also caps the whole prompt's length in characters.
+    """
+    budget = (max_length - max_new_tokens - TEMPLATE_TOKENS) * CHARS_PER_TOKEN
+    if max_chars is not None:
+        budget = min(budget, max_chars)
+    budget -= len(question)
     kept: list[str] = []
     for turn in reversed(turns):
         piece = f"{turn.question}{ASSISTANT}{turn.answer}{HUMAN}"

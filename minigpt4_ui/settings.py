@@ -32,6 +32,12 @@ class Settings:
     tokens_per_second: float | None = None
     # Image URLs on loopback or private networks are refused unless the host opts in (intranets, tests).
     allow_private_urls: bool = False
+    # Public-host limits: host-paid questions per visitor per hour (0 = off), waiting requests, upload size.
+    visitor_limit_per_hour: int = 30
+    max_queue: int = 128
+    max_upload_mb: int = 20
+    # Behind Hugging Face's proxy the visitor's address is the first X-Forwarded-For entry.
+    behind_proxy: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -41,7 +47,11 @@ class Settings:
                    base_url=(env.get("REPLICATE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
                    model=model, version=version,
                    tokens_per_second=_positive(env, "MINIGPT4_TOKENS_PER_SECOND"),
-                   allow_private_urls=env.get("MINIGPT4_ALLOW_PRIVATE_URLS", "") in ("1", "true", "yes"))
+                   allow_private_urls=env.get("MINIGPT4_ALLOW_PRIVATE_URLS", "") in ("1", "true", "yes"),
+                   visitor_limit_per_hour=_count(env, "MINIGPT4_VISITOR_LIMIT_PER_HOUR", 30),
+                   max_queue=_count(env, "MINIGPT4_MAX_QUEUE", 128),
+                   max_upload_mb=_count(env, "MINIGPT4_MAX_UPLOAD_MB", 20),
+                   behind_proxy=bool(env.get("SPACE_ID")))
 
 
 def _positive(env: dict[str, str], name: str) -> float | None:
@@ -55,3 +65,12 @@ def _positive(env: dict[str, str], name: str) -> float | None:
     if not value > 0:
         raise ValueError(f"{name} must be a positive number, got {raw!r}")
     return value
+
+
+def _count(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    if not raw.strip().isdigit():
+        raise ValueError(f"{name} must be a whole number of 0 or more, got {raw!r}")
+    return int(raw)

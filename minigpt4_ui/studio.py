@@ -17,7 +17,9 @@ import gradio as gr
 from . import chat, images, schema, snippets
 from .backend import Backend
 from .conversation import Turn, fold
+from .guard import Guard, LimitError
 from .replicate_api import ReplicateError
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ def input_message(exc: Exception) -> str:
     """A user-facing sentence for a schema or image problem."""
     if isinstance(exc, schema.InputError):
         return "Please fix: " + "; ".join(
-            f"{p.field.replace('_', ' ') if p.field else 'input'}: {p.description}" for p in exc.problems)
+            f"{p.field or 'input'}: {p.description}" for p in exc.problems)
     return str(exc)
 
 
@@ -100,16 +102,28 @@ def history_table(records: list[dict]) -> list[list]:
 class Studio:
     """The event handlers of one app, bound to its backend."""
 
-    def __init__(self, backend: Backend, *, allow_private_urls: bool = False):
+    def __init__(self, backend: Backend, settings: Settings):
         self.backend = backend
-        self.allow_private_urls = allow_private_urls
+        self.settings = settings
+        self.guard = Guard(per_hour=settings.visitor_limit_per_hour)
+
+    def _slot(self, request: gr.Request | None, visitor_token: str | None):
+        """The session's one answer slot; host-paid predictions also count against the visitor."""
+        session = getattr(request, "session_hash", None) or "anonymous"
+        if (visitor_token and visitor_token.strip()) or self.backend.embedded or request is None:
+            return self.guard.slot(session, None)
+        address = request.client.host if request.client else "unknown"
+        forwarded = request.headers.get("x-forwarded-for", "")
+        if self.settings.behind_proxy and forwarded:
+            address = forwarded.split(",")[0].strip()
+        return self.guard.slot(session, address)
 
     def load_url(self, url: str) -> str:
         """Fetch and check an image URL, returning a local file for the image component."""
         if not url or not url.strip():
             raise _error("Paste an image URL first.", title="No URL")
         try:
-            return str(images.fetch(url, allow_private=self.allow_private_urls))
+            return str(images.fetch(url, allow_private=self.settings.allow_private_urls))
         except images.ImageError as exc:
             raise _error(str(exc), title="That URL didn't work") from None
 
@@ -144,15 +158,25 @@ class Studio:
         return history[:last], _text(history[last]), "↩ Last turn removed."
 
     def respond(self, image: str, question: str, history: list, records: list, visitor_token: str,
-                *values: Any) -> Iterator[tuple]:
+                *values: Any, request: gr.Request = None) -> Iterator[tuple]:
         """Stream one answer; closing this generator (Stop, a closed tab) cancels the prediction.
 
         Yields (chat, status, records, history table, request JSON, curl, python, prompt box).
         """
+        try:
+            with self._slot(request, visitor_token):
+                yield from self._respond(image, question, history, records, visitor_token, values)
+        except LimitError as exc:
+            # The question leaves the chat and goes back into the prompt box, to be sent later.
+            yield (history[:-1], f"⚠️ {exc}", records, history_table(records), gr.update(), gr.update(),
+                   gr.update(), question)
+
+    def _respond(self, image: str, question: str, history: list, records: list, visitor_token: str,
+                 values: tuple) -> Iterator[tuple]:
         params = dict(zip((f.name for f in schema.PARAMETERS), values))
         earlier = turns(history[:-1])
         folded = fold(earlier, question, max_length=int(params["max_length"]),
-                      max_new_tokens=int(params["max_new_tokens"]))
+                      max_new_tokens=int(params["max_new_tokens"]), max_chars=chat.MAX_PROMPT_CHARS)
         history = list(history)
         if folded.dropped:
             history.append({"role": "assistant", "content": "", "metadata": {
@@ -252,17 +276,19 @@ class Studio:
                  str((p.get("input") or {}).get("prompt", ""))[:80], p.get("id", "")] for p in found]
 
     def ask(self, image: str, prompt: str, max_length: int, max_new_tokens: int, num_beams: int,
-            repetition_penalty: float, temperature: float, top_p: float) -> Iterator[str]:
+            repetition_penalty: float, temperature: float, top_p: float,
+            request: gr.Request = None) -> Iterator[str]:
         """Answer `prompt` about `image`, streaming the growing answer text (the public API)."""
         params = dict(max_length=max_length, max_new_tokens=max_new_tokens, num_beams=num_beams,
                       repetition_penalty=repetition_penalty, temperature=temperature, top_p=top_p)
         try:
             inputs = chat.build_input(image, prompt, params)
-            for progress in chat.ask(self.backend.client, inputs):
-                if progress.status == "failed":
-                    raise _error(f"The model failed: {progress.error or 'it gave no reason'}")
-                yield progress.text
+            with self._slot(request, None):
+                for progress in chat.ask(self.backend.client, inputs):
+                    if progress.status == "failed":
+                        raise _error(f"The model failed: {progress.error or 'it gave no reason'}")
+                    yield progress.text
         except (schema.InputError, images.ImageError) as exc:
             raise _error(input_message(exc)) from None
-        except ReplicateError as exc:
+        except (ReplicateError, LimitError) as exc:
             raise _error(str(exc)) from None

@@ -8,6 +8,7 @@ import gradio as gr
 
 from . import schema
 from .backend import Backend
+from .settings import Settings
 from .studio import HISTORY_HEADERS, Studio
 
 TITLE = "MiniGPT-4 Studio"
@@ -34,6 +35,20 @@ footer { visibility: visible; }
 CONCURRENCY_LIMIT = 64
 
 
+class ImageInput(gr.Image):
+    """An Image whose uploads reach the handlers unopened, so `images` checks them and explains.
+
+    gr.Image opens every upload with Pillow first and answers a broken file with a generic error.
+    """
+
+    is_template = True  # rendered by the frontend's own Image component
+
+    def preprocess(self, payload):
+        if payload is None or (payload.url or "").startswith("data:"):
+            return super().preprocess(payload)
+        return payload.path
+
+
 def _control(field: schema.Field) -> gr.components.Component:
     """A control bound to the field's documented limits."""
     integer = field.type is int
@@ -45,15 +60,15 @@ def _control(field: schema.Field) -> gr.components.Component:
                      label=field.label, info=field.description)
 
 
-def build(backend: Backend, *, allow_private_urls: bool = False) -> gr.Blocks:
+def build(backend: Backend, settings: Settings) -> gr.Blocks:
     """Build the app around a connected backend."""
-    studio = Studio(backend, allow_private_urls=allow_private_urls)
+    studio = Studio(backend, settings)
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\n{DESCRIPTION}")
         gr.Markdown(backend.notice, elem_id="backend-notice")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
-                image = gr.Image(label="Image", type="filepath", sources=["upload", "webcam", "clipboard"],
+                image = ImageInput(label="Image", type="filepath", sources=["upload", "webcam", "clipboard"],
                                  image_mode=None, height=300, elem_id="image")
                 with gr.Row(equal_height=True):
                     url = gr.Textbox(label="…or an image URL", placeholder="https://…", scale=4,
@@ -92,6 +107,9 @@ def build(backend: Backend, *, allow_private_urls: bool = False) -> gr.Blocks:
                     inputs=[image, prompt], cache_examples=False, label="Examples")
         question = gr.State("")
         records = gr.State([])
+        # The API's own inputs carry no bounds, so out-of-range values reach schema validation
+        # and get its messages, which name the parameter and the limit.
+        api_params = [gr.Number(value=field.default, visible=False) for field in schema.PARAMETERS]
         answer = gr.Textbox(visible=False)
         api_trigger = gr.Button(visible=False)
 
@@ -116,7 +134,7 @@ def build(backend: Backend, *, allow_private_urls: bool = False) -> gr.Blocks:
             trigger(studio.load_url, inputs=url, outputs=image, **private)
         history.select(studio.show_record, inputs=[records, visitor_token], outputs=chosen, **private)
         account_button.click(studio.account_predictions, inputs=visitor_token, outputs=account, **private)
-        api_trigger.click(studio.ask, inputs=[image, prompt, *controls], outputs=answer, api_name="ask",
+        api_trigger.click(studio.ask, inputs=[image, prompt, *api_params], outputs=answer, api_name="ask",
                           concurrency_limit=CONCURRENCY_LIMIT)
-    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT)
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=settings.max_queue)
     return demo

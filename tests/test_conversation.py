@@ -26,3 +26,8 @@ def test_oldest_turns_are_dropped_when_the_budget_is_small():
 def test_no_budget_left_sends_only_the_question():
     folded = fold(TURNS, "Why red?", max_length=100, max_new_tokens=3000)
     assert (folded.prompt, folded.kept, folded.dropped) == ("Why red?", 0, 2)
+
+
+def test_a_character_cap_also_limits_the_prompt():
+    folded = fold(TURNS, "Why red?", max_length=100_000, max_new_tokens=10, max_chars=70)
+    assert folded.kept == 1 and len(folded.prompt) <= 70

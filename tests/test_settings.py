@@ -25,3 +25,12 @@ def test_environment_names_match_the_official_client():
 def test_bad_values_are_named(env):
     with pytest.raises(ValueError, match=next(iter(env))):
         Settings.from_env(env)
+
+
+def test_public_host_limits_are_configurable():
+    settings = Settings.from_env({"MINIGPT4_VISITOR_LIMIT_PER_HOUR": "0", "MINIGPT4_MAX_QUEUE": "5",
+                                  "MINIGPT4_MAX_UPLOAD_MB": "3", "SPACE_ID": "me/studio"})
+    assert (settings.visitor_limit_per_hour, settings.max_queue, settings.max_upload_mb) == (0, 5, 3)
+    assert settings.behind_proxy
+    with pytest.raises(ValueError, match="MINIGPT4_MAX_QUEUE"):
+        Settings.from_env({"MINIGPT4_MAX_QUEUE": "-2"})

@@ -5,6 +5,7 @@ import pytest
 
 from minigpt4_ui import chat
 from minigpt4_ui.conversation import Turn
+from minigpt4_ui.settings import Settings
 from minigpt4_ui.studio import Studio, status_line, turns
 
 
@@ -31,34 +32,34 @@ def test_turns_skip_status_and_notes():
 
 
 def test_retry_asks_the_last_question_again():
-    history, question, _ = Studio(backend=None).retry(HISTORY)
+    history, question, _ = Studio(backend=None, settings=Settings()).retry(HISTORY)
     assert question == "Is it big?" and history == HISTORY[:4]
 
 
 def test_undo_removes_the_last_turn_and_returns_its_question():
-    history, prompt, _ = Studio(backend=None).undo(HISTORY)
+    history, prompt, _ = Studio(backend=None, settings=Settings()).undo(HISTORY)
     assert prompt == "Is it big?" and history == HISTORY[:3]
 
 
 def test_stop_marks_the_pending_status_and_keeps_the_partial_answer():
-    history, status = Studio(backend=None).stopped([dict(m) for m in HISTORY])
+    history, status = Studio(backend=None, settings=Settings()).stopped([dict(m) for m in HISTORY])
     assert history[5]["metadata"] == {"title": "⏹ Stopped by you · `p2`", "id": "p2", "status": "done"}
     assert history[6]["content"] == _text("It is 320")
     assert "partial answer is kept" in status
 
 
 def test_a_new_image_starts_a_new_conversation():
-    assert Studio(backend=None).new_image("/tmp/y.png", HISTORY) == ([], "🆕 New image, new conversation.")
+    assert Studio(backend=None, settings=Settings()).new_image("/tmp/y.png", HISTORY) == ([], "🆕 New image, new conversation.")
 
 
 def test_submit_refuses_bad_input_with_a_specific_message():
     with pytest.raises(gr.Error, match="image: add an image first; temperature: Must be less than or equal to 2"):
-        Studio(backend=None).submit(None, "hi", [], 4000, 3000, 3, 1.0, 9.0, 0.9)
+        Studio(backend=None, settings=Settings()).submit(None, "hi", [], 4000, 3000, 3, 1.0, 9.0, 0.9)
 
 
 def test_account_list_needs_the_visitors_own_token():
     with pytest.raises(gr.Error, match="own Replicate token"):
-        Studio(backend=None).account_predictions("  ")
+        Studio(backend=None, settings=Settings()).account_predictions("  ")
 
 
 @pytest.mark.parametrize("progress, expected", [
