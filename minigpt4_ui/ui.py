@@ -35,18 +35,21 @@ footer { visibility: visible; }
 CONCURRENCY_LIMIT = 64
 
 
-class ImageInput(gr.Image):
-    """An Image whose uploads reach the handlers unopened, so `images` checks them and explains.
+def _unopened(image: gr.Image) -> gr.Image:
+    """Let uploads reach the handlers unopened, so `images` checks them and explains problems.
 
     gr.Image opens every upload with Pillow first and answers a broken file with a generic error.
+    (Patched on the instance: a gr.Image subclass would make Gradio write a .pyi stub beside this file.)
     """
+    opened = image.preprocess
 
-    is_template = True  # rendered by the frontend's own Image component
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         if payload is None or (payload.url or "").startswith("data:"):
-            return super().preprocess(payload)
+            return opened(payload)
         return payload.path
+
+    image.preprocess = preprocess
+    return image
 
 
 def _control(field: schema.Field) -> gr.components.Component:
@@ -68,8 +71,8 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         gr.Markdown(backend.notice, elem_id="backend-notice")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
-                image = ImageInput(label="Image", type="filepath", sources=["upload", "webcam", "clipboard"],
-                                 image_mode=None, height=300, elem_id="image")
+                image = _unopened(gr.Image(label="Image", type="filepath", image_mode=None, height=300,
+                                           sources=["upload", "webcam", "clipboard"], elem_id="image"))
                 with gr.Row(equal_height=True):
                     url = gr.Textbox(label="…or an image URL", placeholder="https://…", scale=4,
                                      max_lines=1, elem_id="image-url")
