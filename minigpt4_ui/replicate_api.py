@@ -6,6 +6,8 @@ them (fix the token, fix the input, wait, try later), and their messages never c
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import socket
@@ -33,6 +35,8 @@ RETRY_AFTER_MAX = 30.0
 # `Prefer: wait` without a number holds the request for up to 60 s on Replicate.
 DEFAULT_WAIT = 60
 MIN_SCRUBBED_TOKEN = 8
+# The strictest documented data-URI limit (reference §4.2); bigger images may go via the Files API.
+DATA_URI_BUDGET = 256_000
 
 
 class ReplicateError(Exception):
@@ -108,9 +112,13 @@ class Client:
     def __init__(self, *, token: str | None, base_url: str = "https://api.replicate.com",
                  model: str = "daanelson/minigpt-4", version: str, timeout: float = 30.0,
                  poll_interval: float = 0.5, max_retries: int = 5,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None, upload_large_images: bool = False,
+                 data_uri_budget: int = DATA_URI_BUDGET) -> None:
         """`timeout` bounds connecting and each read; on the SSE stream it must exceed the
-        server's heartbeat interval (15 s on Replicate), which the 30 s default does."""
+        server's heartbeat interval (15 s on Replicate), which the 30 s default does.
+
+        With `upload_large_images`, an `image` data URI longer than `data_uri_budget` characters
+        is uploaded with the Files API (`POST /v1/files`) and sent as the file's URL instead."""
         self._token = token
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -119,6 +127,8 @@ class Client:
         self.poll_interval = poll_interval
         self.max_retries = max_retries
         self._session = session or requests.Session()
+        self.upload_large_images = upload_large_images
+        self.data_uri_budget = data_uri_budget
         self._headers = {"User-Agent": USER_AGENT}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
@@ -137,6 +147,8 @@ class Client:
                webhook_events_filter: list[str] | None = None,
                wait: int | bool | None = None) -> dict:
         """Start a prediction; `wait` (True or 1–60 s) asks the server to hold the answer until done."""
+        if self.upload_large_images:
+            input = self._upload_large_image(input)
         body: dict[str, Any] = {"version": self.version, "input": input, "stream": stream}
         if webhook is not None:
             body["webhook"] = webhook
@@ -150,6 +162,29 @@ class Client:
             read_timeout += seconds
         return _json(self._send("POST", "/v1/predictions", json_body=body, headers=headers,
                                 read_timeout=read_timeout))
+
+    def upload_file(self, content: bytes, *, filename: str = "file",
+                    content_type: str = "application/octet-stream",
+                    metadata: dict | None = None) -> dict:
+        """Upload bytes with the Files API; returns the file object (its `urls.get` is an input)."""
+        return _json(self._send("POST", "/v1/files", files={
+            "content": (filename, content, content_type),
+            "metadata": (None, json.dumps(metadata or {}), "application/json")}))
+
+    def _upload_large_image(self, input: dict) -> dict:
+        image = input.get("image")
+        if not (isinstance(image, str) and image.startswith("data:")
+                and len(image) > self.data_uri_budget):
+            return input
+        header, _, payload = image.partition(",")
+        kind = header[5:].split(";")[0] or "application/octet-stream"
+        try:
+            content = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            return input  # not base64: leave it for the server to report
+        extension = kind.rpartition("/")[2] if kind.startswith("image/") else "bin"
+        file = self.upload_file(content, filename=f"image.{extension}", content_type=kind)
+        return {**input, "image": file["urls"]["get"]}
 
     def get(self, prediction_id: str) -> dict:
         """The prediction as the server knows it now."""
@@ -219,7 +254,7 @@ class Client:
 
     def _send(self, method: str, path_or_url: str, *, json_body: dict | None = None,
               headers: dict[str, str] | None = None, read_timeout: float | None = None,
-              stream: bool = False) -> requests.Response:
+              stream: bool = False, files: dict | None = None) -> requests.Response:
         """One API call with the retry policy; returns a 2xx response or raises a ReplicateError.
 
         GETs are retried on 429/503/504 and on connection errors. A POST may already have created
@@ -231,7 +266,7 @@ class Client:
         attempt = 0
         while True:
             try:
-                response = self._session.request(method, url, json=json_body,
+                response = self._session.request(method, url, json=json_body, files=files,
                                                  headers={**self._headers, **(headers or {})},
                                                  timeout=(self.timeout, read_timeout), stream=stream)
             except requests.Timeout as exc:  # before ConnectionError: ConnectTimeout is both

@@ -380,14 +380,17 @@ class _ImageHandler(BaseHTTPRequestHandler):
         pass
 
 
-def test_http_image_urls_are_fetched(server):
+def test_http_image_urls_are_fetched():
+    # Loopback image hosts are refused unless allowed (tests/test_server_fetch.py checks that).
     images = ThreadingHTTPServer(("127.0.0.1", 0), _ImageHandler)
     thread = threading.Thread(target=images.serve_forever, daemon=True)
     thread.start()
     try:
         base = f"http://127.0.0.1:{images.server_address[1]}"
-        found = create(server, f"{base}/cat.png", prefer="wait").json()
-        missing = create(server, f"{base}/dog.png", prefer="wait").json()
+        with start_background(token=SERVER_TOKEN, tokens_per_second=400,
+                              allow_hosts=("127.0.0.1",)) as server:
+            found = create(server, f"{base}/cat.png", prefer="wait").json()
+            missing = create(server, f"{base}/dog.png", prefer="wait").json()
     finally:
         images.shutdown()
         images.server_close()

@@ -7,37 +7,62 @@ from __future__ import annotations
 
 import threading
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from functools import partial
+from typing import AsyncIterator, Iterable
 
 import uvicorn
 from fastapi import FastAPI
 
 from .predictors import Predictor
 from .predictors.builtin import BuiltinPredictor
-from .routes import build_app
-from .runner import Runner
+from ..webhooks import new_secret
+from .images import UrlPolicy, load_image
+from .routes import FILE_TTL_S, RateLimits, build_app
+from .runner import Runner, now
 from .store import Store
+from .webhooks import RETRY_DELAYS_S, THROTTLE_S, WebhookSender
 
-__all__ = ["RunningServer", "create_app", "start_background"]
+__all__ = ["RateLimits", "RunningServer", "create_app", "start_background"]
 
 
 def create_app(*, token: str | None = None, db_path: str = ":memory:",
                tokens_per_second: float | None = None, page_size: int = 100,
-               heartbeat_seconds: float = 15.0, predictor: Predictor | None = None) -> FastAPI:
-    """A ready app with its own store and runner; both close when the app's lifespan ends."""
+               heartbeat_seconds: float = 15.0, predictor: Predictor | None = None,
+               allow_hosts: Iterable[str] = (), webhook_secret: str | None = None,
+               webhook_retry_delays: Iterable[float] = RETRY_DELAYS_S,
+               webhook_throttle_seconds: float = THROTTLE_S,
+               rate_limits: RateLimits | None = None, file_ttl_seconds: float = FILE_TTL_S,
+               max_concurrent_predictions: int = 64) -> FastAPI:
+    """A ready app with its own store and runner; both close when the app's lifespan ends.
+
+    `allow_hosts`: image URLs on these hosts/IPs/CIDR networks may be fetched even though they
+    are loopback, private or link-local (default: only public addresses; `("*",)` allows all).
+    `webhook_secret`: the `whsec_…` signing key (default: one generated and kept in the database).
+    `rate_limits`: per-minute limits answered with 429 (default: none, as fits an embedded server).
+    """
     store = Store(db_path)
+    policy = UrlPolicy(tuple(allow_hosts))
+    load = partial(load_image, policy=policy,
+                   read_file=lambda file_id: store.file_content(file_id, now=now()))
     runner = Runner(store=store, predictor=predictor or BuiltinPredictor(),
-                    tokens_per_second=tokens_per_second)
+                    tokens_per_second=tokens_per_second, max_workers=max_concurrent_predictions,
+                    load=load)
+    webhooks = WebhookSender(secret=webhook_secret or store.meta("webhook_secret", new_secret()),
+                             throttle=webhook_throttle_seconds,
+                             retry_delays=tuple(webhook_retry_delays))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         runner.close()
+        webhooks.close()
         store.close()
 
     app = build_app(store=store, runner=runner, token=token, page_size=page_size,
-                    heartbeat_seconds=heartbeat_seconds, lifespan=lifespan)
+                    heartbeat_seconds=heartbeat_seconds, webhooks=webhooks,
+                    rate_limits=rate_limits, file_ttl_s=file_ttl_seconds, lifespan=lifespan)
     app.state.runner = runner
+    app.state.webhooks = webhooks
     return app
 
 
@@ -51,16 +76,20 @@ def _uvicorn_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
 class RunningServer:
     """A server running on a daemon thread; `url` is where it listens; `close()` stops it."""
 
-    def __init__(self, server: uvicorn.Server, thread: threading.Thread, runner: Runner):
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, runner: Runner,
+                 webhooks: WebhookSender | None = None):
         self._server = server
         self._thread = thread
         self._runner = runner
+        self._webhooks = webhooks
         host, port = server.servers[0].sockets[0].getsockname()[:2]
         self.url = f"http://{host}:{port}"
 
     def close(self) -> None:
         """Cancel running predictions (so open streams end), stop uvicorn, join its thread."""
         self._runner.close()
+        if self._webhooks is not None:
+            self._webhooks.close()
         self._server.should_exit = True
         self._thread.join()
 
@@ -74,10 +103,15 @@ class RunningServer:
 def start_background(host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                      db_path: str = ":memory:", tokens_per_second: float | None = None,
                      page_size: int = 100, heartbeat_seconds: float = 15.0,
-                     predictor: Predictor | None = None, start_timeout: float = 10.0) -> RunningServer:
-    """Start the server on a daemon thread and return once it accepts connections."""
+                     predictor: Predictor | None = None, start_timeout: float = 10.0,
+                     **options) -> RunningServer:
+    """Start the server on a daemon thread and return once it accepts connections.
+
+    `options` are create_app's further keywords (allow_hosts, webhook_secret, rate_limits, …).
+    """
     app = create_app(token=token, db_path=db_path, tokens_per_second=tokens_per_second,
-                     page_size=page_size, heartbeat_seconds=heartbeat_seconds, predictor=predictor)
+                     page_size=page_size, heartbeat_seconds=heartbeat_seconds, predictor=predictor,
+                     **options)
     server = uvicorn.Server(_uvicorn_config(app, host=host, port=port))
     thread = threading.Thread(target=server.run, name="minigpt4-server", daemon=True)
     thread.start()
@@ -89,4 +123,4 @@ def start_background(host: str = "127.0.0.1", port: int = 0, token: str | None =
         if start_timeout <= 0:
             server.should_exit = True
             raise RuntimeError("the predictions server did not start within the timeout")
-    return RunningServer(server, thread, app.state.runner)
+    return RunningServer(server, thread, app.state.runner, app.state.webhooks)

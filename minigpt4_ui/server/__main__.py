@@ -6,7 +6,7 @@ import argparse
 import os
 import threading
 
-from . import start_background
+from . import RateLimits, start_background
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,9 +18,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", default=":memory:", help="SQLite file that keeps predictions")
     parser.add_argument("--tokens-per-second", type=float, default=None,
                         help="pace streamed words (default: as fast as possible)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="HOST_OR_CIDR",
+                        help="let image URLs reach this private/loopback host, IP or network "
+                             "(repeatable; default: public addresses only)")
+    parser.add_argument("--webhook-secret", default=os.environ.get("MINIGPT4_WEBHOOK_SECRET"),
+                        help="whsec_… key that signs webhooks (default: generated, kept in --db)")
+    parser.add_argument("--rate-limit-create", type=int, default=None, metavar="PER_MINUTE",
+                        help="429 after this many prediction creations a minute (default: off)")
+    parser.add_argument("--rate-limit", type=int, default=None, metavar="PER_MINUTE",
+                        help="429 after this many other requests a minute (default: off)")
     args = parser.parse_args(argv)
     server = start_background(host=args.host, port=args.port, token=args.token, db_path=args.db,
-                              tokens_per_second=args.tokens_per_second)
+                              tokens_per_second=args.tokens_per_second,
+                              allow_hosts=tuple(args.allow_host),
+                              webhook_secret=args.webhook_secret,
+                              rate_limits=RateLimits(args.rate_limit_create, args.rate_limit))
     auth = "token required" if args.token else "no token required"
     print(f"MiniGPT-4 predictions server on {server.url} ({auth}); Ctrl-C stops it", flush=True)
     try:

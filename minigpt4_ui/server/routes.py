@@ -1,24 +1,35 @@
-"""The HTTP surface: Replicate's /v1 predictions API for daanelson/minigpt-4, errors as problem+json."""
+"""The HTTP surface: Replicate's /v1 API for daanelson/minigpt-4 (predictions, files, webhooks
+secret, version), errors as problem+json, optional rate limits."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import json
+import math
 import re
+import time
+import urllib.parse
+import uuid
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
 from typing import AsyncIterator, Callable
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import schema
 from ..settings import DEFAULT_VERSION
 from . import events
-from .runner import MODEL, TERMINAL, Runner, new_prediction
+from .images import FileRef
+from .runner import MODEL, TERMINAL, Runner, new_prediction, now
 from .store import CursorError, Store
+from .webhooks import DEFAULT_EVENTS, EVENTS, WebhookSender
 
 # The current version and the 2023 one that much code (and MINIGPT4_VERSION) still names.
 VERSIONS = (DEFAULT_VERSION, "b96a2f33cc8e4b0aa23eacfce731b9c41a7d9466d9ed4e167375587b54db9423")
@@ -30,6 +41,15 @@ MAX_BODY_BYTES = 16_000_000  # a 10 MB image as base64 plus the rest of the body
 MAX_WAIT_S = 60
 CANCEL_WAIT_S = 5.0  # how long a cancel request waits for the worker to stop
 PREFER_WAIT = re.compile(r"^wait(?:=(\d+))?$")
+# `Cancel-After`: Go-style durations (`30s`, `1m`, `1h30m`, `1.5s`, `500ms`) or bare seconds.
+DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_FILE_BYTES = 100 * 1024 * 1024  # Replicate's Files API limit
+FILE_TTL_S = 24 * 3600
+FILE_PATH = re.compile(r"^/v1/files/([A-Za-z0-9_-]+)(?:/download)?/?$")
+NOT_FOUND = "The requested resource could not be found."
+INVALID_VERSION = ("The specified version does not exist (or perhaps you don't have permission "
+                   "to use it?)")
 
 
 class ApiError(Exception):
@@ -54,9 +74,9 @@ def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def _present(prediction: dict, request: Request) -> dict:
-    """A stored prediction with the `urls` of the address this request reached."""
-    base = f"{_base_url(request)}/v1"
+def _present(prediction: dict, request: Request | str) -> dict:
+    """A stored prediction with the `urls` of the address this request (or base URL) reached."""
+    base = f"{request if isinstance(request, str) else _base_url(request)}/v1"
     pid = prediction["id"]
     return {**prediction, "urls": {"get": f"{base}/predictions/{pid}",
                                    "cancel": f"{base}/predictions/{pid}/cancel",
@@ -68,9 +88,20 @@ def _resolve_version(value: object) -> str:
     model, sep, version = value.rpartition(":") if isinstance(value, str) else ("", "", "")
     if version in VERSIONS and (not sep or model == MODEL):
         return version
-    raise ApiError(422, "Invalid version or not permitted",
-                   "The specified version does not exist (or perhaps you don't have permission "
-                   "to use it?)")
+    raise ApiError(422, "Invalid version or not permitted", INVALID_VERSION)
+
+
+def parse_duration(value: str) -> float | None:
+    """Seconds in a `Cancel-After` value, or None if it is not a positive duration."""
+    value = value.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", value):
+        seconds = float(value)
+    elif value and re.fullmatch(f"(?:{DURATION_PART.pattern})+", value):
+        seconds = sum(float(number) * DURATION_UNITS[unit]
+                      for number, unit in DURATION_PART.findall(value))
+    else:
+        return None
+    return seconds if seconds > 0 else None
 
 
 def _parse_prefer(header: str | None) -> tuple[int, str] | None:
@@ -102,17 +133,66 @@ async def _json_body(request: Request) -> dict:
     return body
 
 
-def _check_body(body: dict) -> None:
+def _check_body(body: dict, *, with_version: bool = True) -> None:
+    allowed = BODY_KEYS if with_version else BODY_KEYS - {"version"}
     fields = [{"type": "required", "field": "", "description": f"{key} is required"}
-              for key in ("version", "input") if key not in body]
+              for key in ("version", "input") if key not in body and key in allowed]
     fields += [{"type": "additional_property_not_allowed", "field": "",
                 "description": f"Additional property {key} is not allowed"}
-               for key in body if key not in BODY_KEYS]
+               for key in body if key not in allowed]
     if "input" in body and not isinstance(body["input"], dict):
         fields.append({"type": "invalid_type", "field": "input",
                        "description": "Invalid type. Expected: object"})
+    for key in ("webhook", "webhook_completed"):
+        if body.get(key) is not None and not _is_http_url(body[key]):
+            fields.append({"type": "format", "field": key,
+                           "description": "Does not match format 'uri'"})
+    allowed_events = ", ".join(f'"{name}"' for name in EVENTS)
+    events_filter = body.get("webhook_events_filter")
+    if events_filter is not None and not isinstance(events_filter, list):
+        fields.append({"type": "invalid_type", "field": "webhook_events_filter",
+                       "description": "Invalid type. Expected: array"})
+    for index, name in enumerate(events_filter if isinstance(events_filter, list) else []):
+        if name not in EVENTS:
+            fields.append({"type": "enum", "field": f"webhook_events_filter.{index}",
+                           "description": f"webhook_events_filter.{index} must be one of the "
+                                          f"following: {allowed_events}"})
     if fields:
         raise _invalid(fields)
+
+
+def _is_http_url(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    parts = urllib.parse.urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _own_file(image: object, request: Request) -> FileRef | None:
+    """A FileRef if `image` is the URL of a file on this server (as reached by this request)."""
+    if not isinstance(image, str):
+        return None
+    parts = urllib.parse.urlsplit(image)
+    match = FILE_PATH.match(parts.path)
+    if parts.scheme in ("http", "https") and match and parts.netloc == request.url.netloc:
+        return FileRef(match.group(1))
+    return None
+
+
+def _new_file_id() -> str:
+    # Replicate's ids are base64 of a UUID string; url-safe, so they fit in a path.
+    return base64.urlsafe_b64encode(str(uuid.uuid4()).encode()).decode()
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Requests per minute per token (or client address) before 429s; None means no limit.
+
+    Replicate's defaults are 600/min for creating predictions and 3000/min for the rest.
+    """
+
+    create_per_minute: int | None = None
+    other_per_minute: int | None = None
 
 
 def _token_checker(token: str | None) -> Callable[[Request], None]:
@@ -138,7 +218,9 @@ def _version_object(version_id: str) -> dict:
 
 
 def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int,
-              heartbeat_seconds: float,
+              heartbeat_seconds: float, webhooks: WebhookSender | None = None,
+              rate_limits: RateLimits | None = None, file_ttl_s: float = FILE_TTL_S,
+              max_file_bytes: int = MAX_FILE_BYTES,
               lifespan: Callable[[FastAPI], AbstractAsyncContextManager] | None = None) -> FastAPI:
     """The FastAPI app over a store and a runner; `token=None` turns authentication off."""
     app = FastAPI(title="MiniGPT-4 Studio predictions server", lifespan=lifespan,
@@ -148,21 +230,53 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
     def stored(prediction_id: str) -> dict:
         prediction = store.get(prediction_id)
         if prediction is None:
-            raise ApiError(404, "Not found", "The requested resource could not be found.")
+            raise ApiError(404, "Not found", NOT_FOUND)
         return prediction
+
+    def stored_file(file_id: str) -> dict:
+        file = store.get_file(file_id, now=now())
+        if file is None:
+            raise ApiError(404, "Not found", NOT_FOUND)
+        return file
 
     @api.post("/predictions", status_code=201)
     async def create_prediction(request: Request) -> JSONResponse:
         body = await _json_body(request)
         _check_body(body)
-        version = _resolve_version(body["version"])
+        return await _create(request, body, _resolve_version(body["version"]))
+
+    @api.post("/models/{owner}/{name}/predictions", status_code=201)
+    async def create_model_prediction(owner: str, name: str, request: Request) -> JSONResponse:
+        body = await _json_body(request)
+        _check_body(body, with_version=False)
+        if f"{owner}/{name}" != MODEL:
+            raise ApiError(422, "Invalid version or not permitted", INVALID_VERSION)
+        return await _create(request, body, VERSIONS[0])
+
+    async def _create(request: Request, body: dict, version: str) -> JSONResponse:
+        cancel_after = None
+        if request.headers.get("cancel-after") is not None:
+            cancel_after = parse_duration(request.headers["cancel-after"])
+            if cancel_after is None:
+                raise ApiError(400, "Invalid Cancel-After header",
+                               "Cancel-After must be a positive duration such as 30s, 5m or 1h30m")
         try:
             inputs = schema.validate(body["input"])
         except schema.InputError as exc:
             raise _invalid([problem.as_json() for problem in exc.problems]) from exc
-        prediction = new_prediction(version=version, input=body["input"])
-        created = _present(prediction, request)  # the runner changes `prediction` from here on
-        runner.submit(prediction, inputs)
+        inputs["image"] = _own_file(inputs["image"], request) or inputs["image"]
+        prediction = new_prediction(version=version, input=body["input"],
+                                    deadline=None if cancel_after is None else now(cancel_after))
+        base = _base_url(request)
+        created = _present(prediction, base)  # the runner changes `prediction` from here on
+        delivery = None
+        if webhooks is not None and (body.get("webhook") or body.get("webhook_completed")):
+            events_filter = body.get("webhook_events_filter")
+            delivery = webhooks.watch(
+                url=body.get("webhook"), completed_url=body.get("webhook_completed"),
+                events=DEFAULT_EVENTS if events_filter is None else frozenset(events_filter),
+                present=lambda snapshot: _present(snapshot, base))
+        runner.submit(prediction, inputs, webhook=delivery, cancel_after=cancel_after)
         prefer = _parse_prefer(request.headers.get("prefer"))
         if prefer is None:
             return JSONResponse(created, status_code=201)
@@ -201,8 +315,84 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
     @api.get("/models/{owner}/{name}/versions/{version_id}")
     async def get_version(owner: str, name: str, version_id: str) -> dict:
         if f"{owner}/{name}" != MODEL or version_id not in VERSIONS:
-            raise ApiError(404, "Not found", "The requested resource could not be found.")
+            raise ApiError(404, "Not found", NOT_FOUND)
         return _version_object(version_id)
+
+    @api.get("/webhooks/default/secret")
+    async def webhook_secret() -> dict:
+        if webhooks is None:
+            raise ApiError(404, "Not found", NOT_FOUND)
+        return {"key": webhooks.secret}
+
+    @api.post("/files", status_code=201)
+    async def create_file(request: Request) -> JSONResponse:
+        if int(request.headers.get("content-length") or 0) > max_file_bytes + 1_000_000:
+            raise _too_large(max_file_bytes)
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise _invalid([{"type": "required", "field": "", "description":
+                             "content is required (send multipart/form-data)"}])
+        async with request.form(max_files=4, max_fields=16) as form:
+            content = form.get("content")
+            if not isinstance(content, UploadFile):
+                raise _invalid([{"type": "required", "field": "",
+                                 "description": "content is required"}])
+            data = bytearray()
+            while chunk := await content.read(1 << 20):
+                data += chunk
+                if len(data) > max_file_bytes:
+                    raise _too_large(max_file_bytes)
+            metadata = await _form_text(form.get("metadata"))
+            name = (await _form_text(form.get("filename")) or content.filename or "file")
+            kind = (await _form_text(form.get("type")) or content.content_type
+                    or "application/octet-stream")
+        try:
+            metadata = json.loads(metadata) if metadata else {}
+        except ValueError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            raise _invalid([{"type": "invalid_type", "field": "metadata",
+                             "description": "metadata must be a JSON object"}])
+        if len(name.encode()) > 255:
+            raise _invalid([{"type": "string_lte", "field": "filename",
+                             "description": "String length must be less than or equal to 255"}])
+        md5 = hashlib.md5(data).hexdigest()
+        file = {"id": _new_file_id(), "name": name, "content_type": kind.split(";")[0].strip(),
+                "size": len(data), "etag": md5,
+                "checksums": {"sha256": hashlib.sha256(data).hexdigest(), "md5": md5},
+                "metadata": metadata, "created_at": now(), "expires_at": now(file_ttl_s)}
+        store.insert_file(file, bytes(data))
+        return JSONResponse(_present_file(file, request), status_code=201)
+
+    @api.get("/files")
+    async def list_files(request: Request, cursor: str | None = None) -> dict:
+        store.purge_files(now=now())
+        try:
+            page = store.file_page(cursor=cursor, size=page_size)
+        except CursorError as exc:
+            raise ApiError(400, "Invalid cursor", str(exc)) from exc
+        link = f"{_base_url(request)}/v1/files?cursor="
+        return {"next": page.next and link + page.next,
+                "previous": page.previous and link + page.previous,
+                "results": [_present_file(f, request) for f in page.results]}
+
+    @api.get("/files/{file_id}")
+    async def get_file(file_id: str, request: Request) -> dict:
+        return _present_file(stored_file(file_id), request)
+
+    @api.get("/files/{file_id}/download")
+    async def download_file(file_id: str) -> Response:
+        file = stored_file(file_id)
+        content = store.file_content(file_id, now=now())
+        if content is None:
+            raise ApiError(404, "Not found", NOT_FOUND)
+        return Response(content, media_type=file["content_type"],
+                        headers={"ETag": f'"{file["etag"]}"', "Cache-Control": "private"})
+
+    @api.delete("/files/{file_id}", status_code=204)
+    async def delete_file(file_id: str) -> Response:
+        if not store.delete_file(file_id, now=now()):
+            raise ApiError(404, "Not found", NOT_FOUND)
+        return Response(status_code=204, media_type="text/plain")
 
     # Like Replicate's stream URLs this needs no token: the JS client sends none, and the
     # prediction id in the URL is unguessable.
@@ -226,12 +416,88 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = ("The requested resource could not be found." if exc.status_code == 404
-                  else str(exc.detail))
+        detail = NOT_FOUND if exc.status_code == 404 else str(exc.detail)
         return _problem({"title": HTTPStatus(exc.status_code).phrase, "detail": detail,
                          "status": exc.status_code})
 
+    if rate_limits and (rate_limits.create_per_minute or rate_limits.other_per_minute):
+        app.add_middleware(RateLimitMiddleware, limits=rate_limits)
     return app
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "Request Entity Too Large",
+                    f"The file is larger than {limit // (1024 * 1024)} MiB")
+
+
+async def _form_text(value: object) -> str | None:
+    """A form field's text; the JS client sends `metadata` as a JSON blob part, not a field."""
+    if isinstance(value, UploadFile):
+        return (await value.read()).decode("utf-8", "replace")
+    return value if isinstance(value, str) and value else None
+
+
+def _present_file(file: dict, request: Request) -> dict:
+    return {**file, "urls": {"get": f"{_base_url(request)}/v1/files/{file['id']}"}}
+
+
+class RateLimitMiddleware:
+    """Token buckets per API token (or client address): a full minute's budget may burst, then it
+    refills evenly. Adds `ratelimit-*` headers; answers 429 with a digits-only `Retry-After`."""
+
+    def __init__(self, app, limits: RateLimits):
+        self.app = app
+        self.limits = limits
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # -> (tokens, updated)
+
+    def _kind(self, method: str, path: str) -> str:
+        if method == "POST" and (path == "/v1/predictions"
+                                 or re.fullmatch(r"/v1/models/[^/]+/[^/]+/predictions", path)):
+            return "create"
+        return "other"
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        kind = self._kind(scope["method"], scope["path"])
+        limit = self.limits.create_per_minute if kind == "create" else self.limits.other_per_minute
+        if not limit:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        who = headers.get(b"authorization") or (scope.get("client") or ("?",))[0].encode()
+        key = (hashlib.sha256(who).hexdigest(), kind)
+        rate = limit / 60.0
+        moment = time.monotonic()
+        tokens, updated = self._buckets.get(key, (float(limit), moment))
+        tokens = min(float(limit), tokens + (moment - updated) * rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        if len(self._buckets) > 10_000:  # many distinct callers: forget the idle ones' history
+            self._buckets.clear()
+        self._buckets[key] = (tokens, moment)
+        wait = max(1, math.ceil((1.0 - tokens) / rate)) if tokens < 1.0 else 1
+        extra = [(b"ratelimit-limit", str(limit).encode()),
+                 (b"ratelimit-remaining", str(int(tokens)).encode()),
+                 (b"ratelimit-reset", str(wait).encode())]
+        if not allowed:
+            body = json.dumps({"title": "Too Many Requests", "status": 429, "detail":
+                               f"Request was throttled. Your rate limit resets in ~{wait}s."}).encode()
+            await send({"type": "http.response.start", "status": 429, "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(wait).encode()), *extra]})
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 async def _sse(journal: events.Journal, *, epoch: int, after: int,

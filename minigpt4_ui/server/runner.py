@@ -1,4 +1,5 @@
-"""Runs predictions on a thread pool: status transitions, logs, output, pacing and cancellation."""
+"""Runs predictions on a thread pool: status transitions, logs, output, pacing, cancellation,
+deadlines (`Cancel-After`) and webhook notifications."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 from PIL import Image
 
@@ -18,38 +20,42 @@ from ..settings import DEFAULT_MODEL
 from . import events
 from .events import Journal
 from .images import ImageError, load_image
+from .webhooks import Delivery
 from .predictors import Predictor
 from .store import Store
 
 MODEL = DEFAULT_MODEL
-TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+# `aborted`: the Cancel-After deadline passed before the prediction started (reference §1.2).
+TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, as in Replicate's newer ids
 KEEP_JOURNALS = 1000  # finished journals kept for exact SSE replay; older ones are rebuilt
 logger = logging.getLogger(__name__)
 
 
-def now() -> str:
-    """The current UTC time as RFC 3339 with microseconds and a Z."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def now(after_seconds: float = 0.0) -> str:
+    """The current UTC time (plus `after_seconds`) as RFC 3339 with microseconds and a Z."""
+    moment = datetime.now(timezone.utc) + timedelta(seconds=after_seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _seconds(start: str, end: str) -> float:
     return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 6)
 
 
-def new_prediction(*, version: str, input: dict) -> dict:
+def new_prediction(*, version: str, input: dict, deadline: str | None = None) -> dict:
     """A fresh `starting` prediction object (without `urls`, which depend on the request)."""
     return {"id": "".join(secrets.choice(ID_ALPHABET) for _ in range(26)), "model": MODEL,
             "version": version, "input": input, "logs": "", "output": None,
             "data_removed": False, "error": None, "status": "starting", "created_at": now(),
-            "started_at": None, "completed_at": None, "source": "api", "metrics": {}}
+            "started_at": None, "completed_at": None, "source": "api", "metrics": {},
+            "deadline": deadline}
 
 
 def terminal_events(prediction: dict) -> list[tuple[str, str]]:
     """The closing SSE events for a finished prediction: `error` (if failed), then `done`."""
     if prediction["status"] == "failed":
         return [("error", json.dumps({"detail": prediction["error"]})), ("done", events.DONE_ERROR)]
-    if prediction["status"] == "canceled":
+    if prediction["status"] in ("canceled", "aborted"):
         return [("done", events.DONE_CANCELED)]
     return [("done", events.DONE_OK)]
 
@@ -74,14 +80,18 @@ class _Job:
     journal: Journal = field(default_factory=Journal)
     cancel: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    webhook: Delivery | None = None
+    timer: threading.Timer | None = None
 
 
 class Runner:
     """Owns every running prediction; the store always holds each one's latest state."""
 
     def __init__(self, *, store: Store, predictor: Predictor, tokens_per_second: float | None = None,
-                 max_workers: int = 64):
+                 max_workers: int = 64, load: Callable[..., Image.Image] = load_image):
+        """`load(image_input)` turns the validated `image` input into a picture (ImageError if not)."""
         self._store = store
+        self._load = load
         self._predictor = predictor
         self._interval = 1 / tokens_per_second if tokens_per_second else 0.0
         # A paced predictor mostly waits, so many threads are cheap.
@@ -94,16 +104,26 @@ class Runner:
             self._finish(_Job(prediction=prediction, inputs={}), "failed",
                          error="the server stopped before this prediction finished")
 
-    def submit(self, prediction: dict, inputs: dict) -> None:
-        """Store a new prediction and queue it; `inputs` is the validated input with defaults."""
-        job = _Job(prediction=prediction, inputs=inputs)
+    def submit(self, prediction: dict, inputs: dict, *, webhook: Delivery | None = None,
+               cancel_after: float | None = None) -> None:
+        """Store a new prediction and queue it; `inputs` is the validated input with defaults.
+
+        `webhook` receives the prediction's events; after `cancel_after` seconds an unfinished
+        prediction is aborted (not started yet) or canceled (running).
+        """
+        job = _Job(prediction=prediction, inputs=inputs, webhook=webhook)
         self._store.insert(prediction)
+        if cancel_after is not None:
+            job.timer = threading.Timer(cancel_after, self._deadline, args=(job,))
+            job.timer.daemon = True
         with self._lock:
             if self._closed:
                 raise RuntimeError("the runner is closed")
             self._jobs[prediction["id"]] = job
             self._journals[prediction["id"]] = job.journal
             self._trim_journals()
+        if job.timer is not None:
+            job.timer.start()
         self._pool.submit(self._run, job)
 
     def journal(self, prediction_id: str) -> Journal | None:
@@ -134,6 +154,18 @@ class Runner:
             self.cancel(prediction_id)
         self._pool.shutdown(wait=True)
 
+    def _deadline(self, job: _Job) -> None:
+        with job.lock:
+            status = job.prediction["status"]
+        if status == "starting":
+            self._finish(job, "aborted")
+        job.cancel.set()  # a running prediction stops at its next chunk and ends `canceled`
+
+    def _notify(self, job: _Job, kind: str) -> None:
+        """Hand the webhook a snapshot (call with job.lock held)."""
+        if job.webhook is not None:
+            job.webhook.notify(kind, dict(job.prediction))
+
     def _trim_journals(self) -> None:
         finished = [pid for pid, journal in self._journals.items() if journal.finished]
         for pid in finished[:max(0, len(finished) - KEEP_JOURNALS)]:
@@ -145,8 +177,9 @@ class Runner:
                 return  # canceled while queued
             job.prediction.update(status="processing", started_at=now())
             self._store.update(job.prediction)
+            self._notify(job, "start")
         try:
-            image = load_image(job.inputs["image"])
+            image = self._load(job.inputs["image"])
             self._log(job, f"image {image.width}x{image.height} RGB\n")
             completed = self._generate(job, image)
         except ImageError as exc:
@@ -180,6 +213,7 @@ class Runner:
             job.prediction["output"] = (job.prediction["output"] or "") + chunk
             self._store.update(job.prediction)
             job.journal.append("output", chunk)
+            self._notify(job, "output")
 
     def _log(self, job: _Job, line: str) -> None:
         with job.lock:
@@ -188,6 +222,7 @@ class Runner:
             job.prediction["logs"] += line
             self._store.update(job.prediction)
             job.journal.append("logs", line)
+            self._notify(job, "logs")
 
     def _finish(self, job: _Job, status: str, *, error: str | None = None) -> None:
         with job.lock:
@@ -199,8 +234,14 @@ class Runner:
             prediction.update(status=status, error=error, started_at=started, completed_at=completed,
                               metrics={"predict_time": _seconds(started, completed),
                                        "total_time": _seconds(prediction["created_at"], completed)})
+            if status == "aborted":  # it never ran
+                prediction.update(started_at=None, metrics={"total_time": _seconds(
+                    prediction["created_at"], completed)})
             self._store.update(prediction)
             for name, data in terminal_events(prediction):
                 job.journal.append(name, data, final=name == "done")
+            self._notify(job, "completed")
+            if job.timer is not None:
+                job.timer.cancel()
         with self._lock:
             self._jobs.pop(prediction["id"], None)

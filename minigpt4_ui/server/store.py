@@ -1,4 +1,4 @@
-"""SQLite persistence of prediction objects, newest-first pagination, safe across threads."""
+"""SQLite persistence of predictions, uploaded files and server settings; newest-first pagination."""
 
 from __future__ import annotations
 
@@ -53,6 +53,53 @@ class Store:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS predictions ("
             " row INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS files ("
+            " row INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL,"
+            " expires_at TEXT NOT NULL, content BLOB NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def meta(self, key: str, default: str) -> str:
+        """A persistent setting; the first call stores `default` and later ones return it."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, default))
+            return self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+    def insert_file(self, file: dict, content: bytes) -> None:
+        """Add an uploaded file (its object and its bytes); it becomes the newest."""
+        with self._lock:
+            self._db.execute("INSERT INTO files (id, body, expires_at, content) VALUES (?, ?, ?, ?)",
+                             (file["id"], json.dumps(file), file["expires_at"], content))
+
+    def get_file(self, file_id: str, *, now: str) -> dict | None:
+        """The file object, or None if unknown or expired at `now` (RFC 3339)."""
+        with self._lock:
+            row = self._db.execute("SELECT body FROM files WHERE id = ? AND expires_at > ?",
+                                   (file_id, now)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def file_content(self, file_id: str, *, now: str) -> bytes | None:
+        """A file's bytes, or None if unknown or expired."""
+        with self._lock:
+            row = self._db.execute("SELECT content FROM files WHERE id = ? AND expires_at > ?",
+                                   (file_id, now)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def delete_file(self, file_id: str, *, now: str) -> bool:
+        """Delete a file; False if it was unknown or already expired."""
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM files WHERE id = ? AND expires_at > ?",
+                                      (file_id, now))
+        return cursor.rowcount > 0
+
+    def purge_files(self, *, now: str) -> None:
+        """Forget every file that expired before `now`."""
+        with self._lock:
+            self._db.execute("DELETE FROM files WHERE expires_at <= ?", (now,))
+
+    def file_page(self, *, cursor: str | None, size: int) -> Page:
+        """A page of file objects, newest first (call purge_files first to hide expired ones)."""
+        return self._page("files", cursor=cursor, size=size)
 
     def insert(self, prediction: dict) -> None:
         """Add a new prediction; it becomes the newest."""
@@ -83,17 +130,20 @@ class Store:
 
     def page(self, *, cursor: str | None, size: int) -> Page:
         """A page of `size` predictions, newest first; raises CursorError on a foreign cursor."""
+        return self._page("predictions", cursor=cursor, size=size)
+
+    def _page(self, table: str, *, cursor: str | None, size: int) -> Page:
         direction, edge = _parse_cursor(cursor) if cursor else ("older", None)
         with self._lock:
             if direction == "older":
                 rows = self._db.execute(
-                    "SELECT row, body FROM predictions WHERE ? IS NULL OR row < ?"
+                    f"SELECT row, body FROM {table} WHERE ? IS NULL OR row < ?"
                     " ORDER BY row DESC LIMIT ?", (edge, edge, size + 1)).fetchall()
                 more_older, more_newer = len(rows) > size, edge is not None
                 rows = rows[:size]
             else:
                 rows = self._db.execute(
-                    "SELECT row, body FROM predictions WHERE row > ? ORDER BY row ASC LIMIT ?",
+                    f"SELECT row, body FROM {table} WHERE row > ? ORDER BY row ASC LIMIT ?",
                     (edge, size + 1)).fetchall()
                 more_older, more_newer = True, len(rows) > size
                 rows = rows[:size][::-1]
