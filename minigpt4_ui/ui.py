@@ -121,11 +121,12 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                        outputs=[chatbot, status, records, history, request_json, request_curl,
                                 request_python, prompt],
                        concurrency_limit=CONCURRENCY_LIMIT, **private)
+        # Checks go through the queue: only queued events show a gr.Error as a message in the page.
         check = dict(fn=studio.submit, inputs=[image, prompt, chatbot, *controls],
-                     outputs=[chatbot, question, status, prompt], queue=False, **private)
+                     outputs=[chatbot, question, status, prompt], show_progress="hidden", **private)
         runs = [send.click(**check).success(**respond), prompt.submit(**check).success(**respond),
                 chatbot.retry(studio.retry, inputs=chatbot, outputs=[chatbot, question, status],
-                              queue=False, **private).success(**respond)]
+                              **private).success(**respond)]
         stop.click(None, cancels=runs, **private).then(
             studio.stopped, inputs=chatbot, outputs=[chatbot, status], queue=False, **private)
         chatbot.undo(studio.undo, inputs=chatbot, outputs=[chatbot, prompt, status], queue=False, **private)

@@ -1,0 +1,129 @@
+"""Browser end-to-end fixtures: a predictions server, `python app.py` pointed at it, and Chromium.
+
+The browser is Debian's Chromium at /usr/bin/chromium (Playwright cannot download its own here);
+when it is missing the tests fail with a message saying so, rather than being skipped.
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+from PIL import Image
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from minigpt4_ui.server import RunningServer, start_background
+
+from ..apprunner import RunningApp
+from . import chromium
+
+TOKEN = "r8_e2e_test_token_not_secret"
+# About 80 words per answer at 20 words per second: a few seconds, enough to watch it grow and stop it.
+TOKENS_PER_SECOND = 20
+# Generous for 2 CPU cores: Chromium, the app and the server share them.
+EXPECT_TIMEOUT_MS = 20_000
+URL_IMAGE_SIZE = (320, 200)
+
+expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+
+
+@pytest.fixture(scope="session")
+def backend_server() -> Iterator[RunningServer]:
+    """A Replicate-compatible predictions server the tests can inspect."""
+    with start_background(token=TOKEN, tokens_per_second=TOKENS_PER_SECOND) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def app(backend_server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """`python app.py` using that server; loopback image URLs allowed so a local server can serve one."""
+    running = RunningApp({"REPLICATE_BASE_URL": backend_server.url, "REPLICATE_API_TOKEN": TOKEN,
+                          "MINIGPT4_ALLOW_PRIVATE_URLS": "1", "NO_PROXY": "127.0.0.1,localhost"},
+                         tmp_path_factory.mktemp("e2e-app") / "app.log")
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Chromium, once per session; a missing browser fails every test (CI installs it), never skips."""
+    if not Path(chromium.CHROMIUM).is_file():
+        pytest.fail(chromium.MISSING, pytrace=False)
+    with sync_playwright() as playwright:
+        browser = chromium.launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def page(browser: Browser, app: RunningApp, request: pytest.FixtureRequest,
+         tmp_path: Path) -> Iterator[Page]:
+    """A fresh browser context and page on the app, loaded and ready; a screenshot is kept on failure."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(EXPECT_TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(app.url)
+    expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        shot = tmp_path / "failure.png"
+        page.screenshot(path=shot, full_page=True)
+        print(f"screenshot of the page: {shot}\napp log: {app.log_path}\n--- app log tail ---\n"
+              f"{app.output()[-4000:]}")
+    context.close()
+
+
+@pytest.fixture
+def server_prediction(backend_server: RunningServer):
+    """Fetch one prediction from the server, by id."""
+    def get(prediction_id: str) -> dict:
+        response = requests.get(f"{backend_server.url}/v1/predictions/{prediction_id}",
+                                headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+        response.raise_for_status()
+        return response.json()
+    return get
+
+
+class _ImageHandler(http.server.BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.path != "/picture.png":
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def image_url() -> Iterator[str]:
+    """A PNG of URL_IMAGE_SIZE served on loopback by the standard library's http.server."""
+    buffer = io.BytesIO()
+    Image.new("RGB", URL_IMAGE_SIZE, (30, 120, 200)).save(buffer, format="PNG")
+    handler = type("Handler", (_ImageHandler,), {"body": buffer.getvalue()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/picture.png"
+    server.shutdown()
+    server.server_close()
+    thread.join()
