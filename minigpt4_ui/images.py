@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import ipaddress
+import math
 import os
 import socket
 import tempfile
@@ -60,7 +61,8 @@ def load(path: str | Path) -> Image.Image:
                 raise ImageError(f"The image is {img.width}×{img.height} pixels; images up to "
                                  f"{MAX_PIXELS // 1_000_000} megapixels are accepted.")
             # JPEG drafting decodes at a reduced scale, which is far faster for big photos.
-            img.draft("RGB", (MAX_SIDE, MAX_SIDE))
+            scale = min(1.0, MAX_SIDE / max(img.size))
+            img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
             img = ImageOps.exif_transpose(img)
             img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BICUBIC)
             return _to_rgb(img)
