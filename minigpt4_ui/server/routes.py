@@ -228,7 +228,7 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
     api = APIRouter(prefix="/v1", dependencies=[Depends(_token_checker(token))])
 
     def stored(prediction_id: str) -> dict:
-        prediction = store.get(prediction_id)
+        prediction = runner.live(prediction_id) or store.get(prediction_id)
         if prediction is None:
             raise ApiError(404, "Not found", NOT_FOUND)
         return prediction
@@ -299,7 +299,7 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
         link = f"{_base_url(request)}/v1/predictions?cursor="
         return {"next": page.next and link + page.next,
                 "previous": page.previous and link + page.previous,
-                "results": [_present(p, request) for p in page.results]}
+                "results": [_present(runner.live(p["id"]) or p, request) for p in page.results]}
 
     @api.get("/predictions/{prediction_id}")
     async def get_prediction(prediction_id: str, request: Request) -> dict:
