@@ -1,12 +1,35 @@
-"""MiniGPT-4 Studio: `python app.py` (also the Hugging Face Spaces entry point)."""
+"""MiniGPT-4 Studio: `python app.py [--local-model PATH_OR_ID]` (also the Hugging Face Spaces entry point)."""
+
+import argparse
+import sys
+from dataclasses import replace
 
 from minigpt4_ui import backend, ui
+from minigpt4_ui.server.predictors import PredictionError
 from minigpt4_ui.settings import Settings
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="MiniGPT-4 Studio: ask about an image in the browser.")
+    parser.add_argument("--local-model", metavar="PATH_OR_ID",
+                        help="without a Replicate token, answer with this local vision-language model "
+                             "(a folder or a Hugging Face id; also MINIGPT4_LOCAL_MODEL), "
+                             "e.g. HuggingFaceTB/SmolVLM-256M-Instruct")
+    parser.add_argument("--allow-download", action="store_true",
+                        help="let --local-model download from the Hugging Face hub "
+                             "(also MINIGPT4_ALLOW_DOWNLOAD=1); offline by default")
+    return parser.parse_args(argv)
+
+
 def main() -> None:
+    args = parse_args()
     settings = Settings.from_env()
-    connected = backend.connect(settings)
+    settings = replace(settings, local_model=args.local_model or settings.local_model,
+                       allow_download=args.allow_download or settings.allow_download)
+    try:
+        connected = backend.connect(settings)
+    except PredictionError as exc:  # the local model is missing or cannot load
+        sys.exit(f"error: {exc}")
     try:
         # Server name and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when set.
         ui.build(connected, settings).launch(theme=ui.THEME, css=ui.CSS,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from .replicate_api import Client
 from .settings import DEFAULT_BASE_URL, Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,19 +40,41 @@ EMBEDDED_NOTICE = (
 )
 
 
+def local_model_notice(name: str) -> str:
+    return (f"**Local model:** answers come from `{name}`, a small open vision-language model "
+            "running on this machine; it is not MiniGPT-4. Set *Beams* to 1 under Advanced to see "
+            "the answer stream word by word. To use MiniGPT-4 on Replicate, enter your own token "
+            "under *Your Replicate token*, or set `REPLICATE_API_TOKEN` and restart.")
+
+
 def connect(settings: Settings) -> Backend:
-    """Use Replicate (or REPLICATE_BASE_URL) when configured, else start the embedded server."""
+    """Use Replicate (or REPLICATE_BASE_URL) when configured, else start the embedded server.
+
+    The embedded server runs `settings.local_model` when one is given (loaded now, so a missing
+    model fails at start-up with LocalModelError), else the built-in predictor.
+    """
     if settings.token or settings.base_url != DEFAULT_BASE_URL:
+        if settings.local_model:
+            log.warning("a predictions API is configured, so the local model %s is not used",
+                        settings.local_model)
         where = "Replicate" if settings.base_url == DEFAULT_BASE_URL else f"`{settings.base_url}`"
         notice = f"**Backend:** `{settings.model}` on {where}."
         return Backend(client=Client.from_settings(settings), embedded=False, notice=notice)
 
     from .server import start_background  # only the embedded case needs the server code
 
+    options: dict = {"tokens_per_second": settings.tokens_per_second}
+    notice = EMBEDDED_NOTICE
+    if settings.local_model:
+        from .server.predictors.smolvlm import SmolVLMPredictor
+
+        predictor = SmolVLMPredictor(settings.local_model, allow_download=settings.allow_download)
+        predictor.load()
+        # A real model sets its own pace.
+        options = {"predictor": predictor, "tokens_per_second": None}
+        notice = local_model_notice(predictor.name)
     # A per-process token keeps other local users from driving the embedded server.
     token = secrets.token_urlsafe(24)
-    server = start_background(host="127.0.0.1", port=0, token=token,
-                              tokens_per_second=settings.tokens_per_second)
+    server = start_background(host="127.0.0.1", port=0, token=token, **options)
     local = replace(settings, token=token, base_url=server.url)
-    return Backend(client=Client.from_settings(local), embedded=True, notice=EMBEDDED_NOTICE,
-                   close=server.close)
+    return Backend(client=Client.from_settings(local), embedded=True, notice=notice, close=server.close)

@@ -36,6 +36,10 @@ class Settings:
     visitor_limit_per_hour: int = 30
     max_queue: int = 128
     max_upload_mb: int = 20
+    # A local vision-language model (folder or hub id) for the embedded server, and whether it may
+    # be downloaded; without one the embedded server runs the built-in predictor.
+    local_model: str | None = None
+    allow_download: bool = False
     # Behind Hugging Face's proxy the visitor's address is the first X-Forwarded-For entry.
     behind_proxy: bool = False
 
@@ -47,10 +51,12 @@ class Settings:
                    base_url=(env.get("REPLICATE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
                    model=model, version=version,
                    tokens_per_second=_positive(env, "MINIGPT4_TOKENS_PER_SECOND"),
-                   allow_private_urls=env.get("MINIGPT4_ALLOW_PRIVATE_URLS", "") in ("1", "true", "yes"),
+                   allow_private_urls=_flag(env, "MINIGPT4_ALLOW_PRIVATE_URLS"),
                    visitor_limit_per_hour=_count(env, "MINIGPT4_VISITOR_LIMIT_PER_HOUR", 30),
                    max_queue=_count(env, "MINIGPT4_MAX_QUEUE", 128),
                    max_upload_mb=_count(env, "MINIGPT4_MAX_UPLOAD_MB", 20),
+                   local_model=env.get("MINIGPT4_LOCAL_MODEL") or None,
+                   allow_download=_flag(env, "MINIGPT4_ALLOW_DOWNLOAD"),
                    behind_proxy=bool(env.get("SPACE_ID")))
 
 
@@ -74,3 +80,7 @@ def _count(env: dict[str, str], name: str, default: int) -> int:
     if not raw.strip().isdigit():
         raise ValueError(f"{name} must be a whole number of 0 or more, got {raw!r}")
     return int(raw)
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes")

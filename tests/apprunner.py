@@ -23,7 +23,7 @@ def free_port() -> int:
 class RunningApp:
     """`python app.py` in a subprocess; its output is kept so tests can search it."""
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_path
@@ -31,7 +31,7 @@ class RunningApp:
         full_env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(self.port),
                         GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", **env)
         self._log = open(log_path, "wb")
-        self.process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=full_env,
+        self.process = subprocess.Popen([sys.executable, "app.py", *args], cwd=ROOT, env=full_env,
                                         stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_until_ready(timeout=90)
 

@@ -21,7 +21,7 @@ from . import events
 from .events import Journal
 from .images import ImageError, load_image
 from .webhooks import Delivery
-from .predictors import Predictor
+from .predictors import PredictionError, Predictor
 from .store import Store
 
 MODEL = DEFAULT_MODEL
@@ -196,7 +196,7 @@ class Runner:
             image = self._load(job.inputs["image"])
             self._log(job, f"image {image.width}x{image.height} RGB\n")
             completed = self._generate(job, image)
-        except ImageError as exc:
+        except (ImageError, PredictionError) as exc:
             self._finish(job, "failed", error=str(exc))
         except Exception as exc:  # a predictor bug must fail its prediction, not the worker
             logger.exception("prediction %s failed", job.prediction["id"])
@@ -206,7 +206,8 @@ class Runner:
 
     def _generate(self, job: _Job, image: Image.Image) -> bool:
         """Stream the predictor's chunks into the prediction; False if it was canceled."""
-        chunks = self._predictor.predict(job.inputs, image, lambda line: self._log(job, line))
+        chunks = self._predictor.predict(job.inputs, image, lambda line: self._log(job, line),
+                                         cancel=job.cancel)
         next_at = time.monotonic()
         try:
             for chunk in chunks:

@@ -9,6 +9,7 @@ counting one word as one token.
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
@@ -113,7 +114,8 @@ def words(text: str) -> list[str]:
 class BuiltinPredictor:
     """Streams `answer(...)` word by word; see the module docstring for what it ignores."""
 
-    def predict(self, inputs: dict, image: Image.Image, log: LogFn) -> Iterator[str]:
+    def predict(self, inputs: dict, image: Image.Image, log: LogFn,
+                cancel: threading.Event | None = None) -> Iterator[str]:
         chunks = words(answer(inputs["prompt"], measure(image)))
         limit = inputs["max_new_tokens"]
         log(f"built-in predictor: {len(chunks)} words, generating up to {limit} tokens\n")
