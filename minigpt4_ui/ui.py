@@ -99,7 +99,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                     request_curl = gr.Code(label="curl", language="shell", interactive=False)
                     request_python = gr.Code(label="Python", language="python", interactive=False)
                 with gr.Accordion(label="History", open=False):
-                    history = gr.Dataframe(headers=HISTORY_HEADERS, value=[], interactive=False,
+                    history = gr.Dataframe(headers=HISTORY_HEADERS, value=[], interactive=False, elem_id="history",
                                            label="This session's predictions (select one to see it)")
                     chosen = gr.JSON(label="Prediction")
                     account_button = gr.Button(value="List my account's predictions (needs your token)",
