@@ -112,10 +112,13 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--tps", type=float, default=50.0, help="embedded predictor pace, words per second")
-    parser.add_argument("--quick", action="store_true", help="10 sessions × 2 turns (CI)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="run the whole load this many times: memory that keeps growing is a leak, "
+                             "memory that plateaus is the allocator keeping what it once needed")
+    parser.add_argument("--quick", action="store_true", help="10 sessions × 2 turns, one round (CI)")
     args = parser.parse_args()
     if args.quick:
-        args.sessions, args.turns = 10, 2
+        args.sessions, args.turns, args.rounds = 10, 2, 1
     header(f"Load: {args.sessions} sessions × {args.turns} turns, embedded backend at {args.tps:g} words/s",
            args.quick)
 
@@ -132,36 +135,44 @@ def main() -> int:
             return 1
         time.sleep(1.0)
         before = rss_kib(app.pid)
-        sampler = Sampler(app.pid)
-        sampler.start()
-        start = threading.Barrier(args.sessions)
-        began = time.perf_counter()
-        with ThreadPoolExecutor(args.sessions) as pool:
-            results = list(pool.map(lambda i: session(app.url, i, args.turns, images[i], start),
-                                    range(args.sessions)))
-        wall = time.perf_counter() - began
-        peak = sampler.stop()
-        gc.collect()
-        time.sleep(SETTLE_SECONDS)  # streams close, threads idle, the app's caches settle
-        after = rss_kib(app.pid)
+        results, walls, peaks, afters = [], [], [], []
+        for round_ in range(args.rounds):
+            sampler = Sampler(app.pid)
+            sampler.start()
+            start = threading.Barrier(args.sessions)
+            began = time.perf_counter()
+            with ThreadPoolExecutor(args.sessions) as pool:
+                results += pool.map(lambda i: session(app.url, i, args.turns, images[i], start),
+                                    range(args.sessions))
+            walls.append(time.perf_counter() - began)
+            peaks.append(sampler.stop())
+            gc.collect()
+            time.sleep(SETTLE_SECONDS)  # streams close, threads idle, the app's caches settle
+            afters.append(rss_kib(app.pid))
         app.check_alive()
 
     latencies = [t for lat, _ in results for t in lat]
     errors = [e for _, errs in results for e in errs]
-    expected = args.sessions * args.turns
+    expected = args.sessions * args.turns * args.rounds
+    wall = sum(walls)
     mib = lambda kib: kib / 1024  # noqa: E731
     print()
-    table([(args.sessions, args.turns, expected, expected - len(errors), len(errors), wall,
+    table([(args.sessions, args.turns, args.rounds, expected, expected - len(errors), len(errors), wall,
             len(latencies) / wall if wall else float("nan"), percentile(latencies, 50),
             percentile(latencies, 95), max(latencies, default=float("nan")))],
-          ["Sessions", "Turns", "Asked", "Correct", "Errors", "Wall s", "Answers/s", "p50 s", "p95 s", "max s"])
+          ["Sessions", "Turns", "Rounds", "Asked", "Correct", "Errors", "Wall s", "Answers/s", "p50 s",
+           "p95 s", "max s"])
     print()
-    table([(mib(before), mib(peak), mib(after), mib(after - before), mib(peak - before))],
-          ["RSS before MiB", "RSS peak MiB", "RSS after MiB", "after − before MiB", "peak − before MiB"])
+    table([(r + 1, mib(before), mib(peaks[r]), mib(afters[r]), mib(afters[r] - before)) for r in range(args.rounds)],
+          ["Round", "RSS before MiB", "RSS peak MiB", "RSS after (settled) MiB", "after − before MiB"])
+    growth = afters[-1] - afters[0]
     targets([
         ("every answer complete and correct", f"{expected - len(errors)}/{expected}", not errors),
         ("memory back near its start (after ≤ before + 25%)",
-         f"{mib(after):.0f} MiB vs {mib(before):.0f} MiB", after <= before * 1.25),
+         f"{mib(afters[-1]):.0f} MiB vs {mib(before):.0f} MiB", afters[-1] <= before * 1.25),
+        ("no growth from round to round (last after ≤ first after + 5%)",
+         f"{mib(growth):+.1f} MiB" if args.rounds > 1 else "one round", afters[-1] <= afters[0] * 1.05
+         if args.rounds > 1 else None),
     ])
     print(f"\nerrors: {len(errors)}")
     for error in errors[:20]:

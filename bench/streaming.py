@@ -47,9 +47,9 @@ class ThinkingPredictor:
         self._inner = BuiltinPredictor()
         self._empty = round(THINK_S * pace)
 
-    def predict(self, inputs, image, log):
+    def predict(self, inputs, image, log, cancel=None):
         yield from [""] * self._empty
-        yield from self._inner.predict(inputs, image, log)
+        yield from self._inner.predict(inputs, image, log, cancel)
 
 
 class DirectReaders:

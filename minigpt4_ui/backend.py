@@ -28,7 +28,7 @@ class Backend:
             return self.client
         base_url = DEFAULT_BASE_URL if self.embedded else self.client.base_url
         return Client(token=visitor_token.strip(), base_url=base_url, model=self.client.model,
-                      version=self.client.version)
+                      version=self.client.version, timeout=self.client.timeout)
 
 
 EMBEDDED_NOTICE = (
@@ -59,7 +59,8 @@ def connect(settings: Settings) -> Backend:
                         settings.local_model)
         where = "Replicate" if settings.base_url == DEFAULT_BASE_URL else f"`{settings.base_url}`"
         notice = f"**Backend:** `{settings.model}` on {where}."
-        return Backend(client=Client.from_settings(settings), embedded=False, notice=notice)
+        return Backend(client=Client.from_settings(settings), embedded=False,
+                       notice=notice)
 
     from .server import start_background  # only the embedded case needs the server code
 
@@ -77,4 +78,5 @@ def connect(settings: Settings) -> Backend:
     token = secrets.token_urlsafe(24)
     server = start_background(host="127.0.0.1", port=0, token=token, **options)
     local = replace(settings, token=token, base_url=server.url)
-    return Backend(client=Client.from_settings(local), embedded=True, notice=notice, close=server.close)
+    return Backend(client=Client.from_settings(local), embedded=True,
+                   notice=notice, close=server.close)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import json
 import logging
 import socket
@@ -135,9 +136,9 @@ class Client:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Client":
-        """A client for the configured API, token, model and version."""
+        """A client for the configured API, token, model, version and timeout."""
         return cls(token=settings.token, base_url=settings.base_url, model=settings.model,
-                   version=settings.version)
+                   version=settings.version, timeout=settings.api_timeout)
 
     def __repr__(self) -> str:
         return (f"Client(base_url={self.base_url!r}, model={self.model!r}, "
@@ -274,6 +275,12 @@ class Client:
                 raise Timeout(f"{_origin(url)} did not answer within {limit:g} s") from None
             except requests.ConnectionError as exc:
                 reason = _connection_reason(exc)
+                if attempt == 0 and _closed_before_response(exc):
+                    # A pooled keep-alive connection the server had just closed: the request never
+                    # reached it, so one immediate retry on a fresh connection is safe, POSTs too.
+                    log.debug("%s %s: %s on a reused connection; retrying once", method, url, reason)
+                    attempt += 1
+                    continue
                 if not (idempotent and attempt < self.max_retries):
                     raise ConnectionFailed(f"could not reach {_origin(url)}: {reason}") from None
                 delay = _backoff(attempt)
@@ -365,6 +372,22 @@ def _retry_after(response: requests.Response) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+def _closed_before_response(exc: BaseException) -> bool:
+    """Whether the connection was closed or reset before any byte of a response arrived."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
+            return True
+        pending += [e for e in (current.__cause__, current.__context__, *current.args)
+                    if isinstance(e, BaseException)]
+    return False
 
 
 def _connection_reason(exc: BaseException) -> str:

@@ -126,7 +126,7 @@ def validate(inputs: dict[str, Any]) -> dict[str, Any]:
             problems.append(Problem(field.name, "invalid_type", str(exc)))
             continue
         if field.required and isinstance(value, str) and not value.strip():
-            problems.append(Problem(field.name, "required", f"{field.name} must not be empty"))
+            problems.append(Problem(field.name, "required", "Must not be empty"))
             continue
         if field.minimum is not None and value < field.minimum:
             problems.append(Problem(field.name, "number_gte",

@@ -34,8 +34,10 @@ class Settings:
     allow_private_urls: bool = False
     # Public-host limits: host-paid questions per visitor per hour (0 = off), waiting requests, upload size.
     visitor_limit_per_hour: int = 30
-    max_queue: int = 128
+    max_queue: int = 128  # 0 = no cap
     max_upload_mb: int = 20
+    # Seconds to connect, and between bytes of an answer, before a call to the API fails.
+    api_timeout: float = 30.0
     # A local vision-language model (folder or hub id) for the embedded server, and whether it may
     # be downloaded; without one the embedded server runs the built-in predictor.
     local_model: str | None = None
@@ -55,6 +57,7 @@ class Settings:
                    visitor_limit_per_hour=_count(env, "MINIGPT4_VISITOR_LIMIT_PER_HOUR", 30),
                    max_queue=_count(env, "MINIGPT4_MAX_QUEUE", 128),
                    max_upload_mb=_count(env, "MINIGPT4_MAX_UPLOAD_MB", 20),
+                   api_timeout=_positive(env, "MINIGPT4_API_TIMEOUT") or 30.0,
                    local_model=env.get("MINIGPT4_LOCAL_MODEL") or None,
                    allow_download=_flag(env, "MINIGPT4_ALLOW_DOWNLOAD"),
                    behind_proxy=bool(env.get("SPACE_ID")))

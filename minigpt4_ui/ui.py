@@ -140,5 +140,5 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         account_button.click(studio.account_predictions, inputs=visitor_token, outputs=account, **private)
         api_trigger.click(studio.ask, inputs=[image, prompt, *api_params], outputs=answer, api_name="ask",
                           concurrency_limit=CONCURRENCY_LIMIT)
-    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=settings.max_queue)
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=settings.max_queue or None)
     return demo

@@ -33,7 +33,7 @@ def test_validate_reports_every_problem_at_once_with_its_bound():
     assert problems == {
         ("seed", "additional_property_not_allowed"): "Additional property seed is not allowed",
         ("", "required"): "image is required",
-        ("prompt", "required"): "prompt must not be empty",
+        ("prompt", "required"): "Must not be empty",
         ("max_length", "number_gte"): "Must be greater than or equal to 1",
         ("num_beams", "invalid_type"): "Invalid type. Expected: integer, given: float",
         ("temperature", "number_lte"): "Must be less than or equal to 2",

@@ -69,8 +69,10 @@ def create_app(*, token: str | None = None, db_path: str = ":memory:",
 def _uvicorn_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
     """Quiet uvicorn settings shared by the background server and the command line."""
     # No access log: request lines are noise here, and nothing sensitive should reach logs.
+    # Idle keep-alive connections live longer than clients' pauses between calls (uvicorn's
+    # default of 5 s made a client's next request race the server closing its connection).
     return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                          timeout_graceful_shutdown=3)
+                          timeout_graceful_shutdown=3, timeout_keep_alive=75)
 
 
 class RunningServer:
