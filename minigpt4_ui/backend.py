@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -76,7 +78,15 @@ def connect(settings: Settings) -> Backend:
         notice = local_model_notice(predictor.name)
     # A per-process token keeps other local users from driving the embedded server.
     token = secrets.token_urlsafe(24)
-    server = start_background(host="127.0.0.1", port=0, token=token, **options)
+    # Predictions go to a temporary file, not memory: each one keeps its ~60 KB image input, which
+    # in RAM grew the app by that much per question for as long as it ran.
+    folder = tempfile.TemporaryDirectory(prefix="minigpt4-predictions-")
+    server = start_background(host="127.0.0.1", port=0, token=token,
+                              db_path=os.path.join(folder.name, "predictions.sqlite3"), **options)
+
+    def close() -> None:
+        server.close()
+        folder.cleanup()
+
     local = replace(settings, token=token, base_url=server.url)
-    return Backend(client=Client.from_settings(local), embedded=True,
-                   notice=notice, close=server.close)
+    return Backend(client=Client.from_settings(local), embedded=True, notice=notice, close=close)
