@@ -8,6 +8,8 @@ from minigpt4_ui import backend, ui
 from minigpt4_ui.server.predictors import PredictionError
 from minigpt4_ui.settings import Settings
 
+SESSION_CAPACITY = 2000
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="MiniGPT-4 Studio: ask about an image in the browser.")
@@ -32,8 +34,11 @@ def main() -> None:
         sys.exit(f"error: {exc}")
     try:
         # Server name and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when set.
+        # Gradio keeps every session's state (a copy of each component's config, ~150 KB here)
+        # for an hour after it ends; the cap bounds that memory on a busy public host.
         ui.build(connected, settings).launch(theme=ui.THEME, css=ui.CSS,
-                                             max_file_size=f"{settings.max_upload_mb}mb")
+                                             max_file_size=f"{settings.max_upload_mb}mb",
+                                             state_session_capacity=SESSION_CAPACITY)
     finally:
         connected.close()
 
