@@ -28,7 +28,7 @@ from ..settings import DEFAULT_VERSION
 from . import events
 from .images import FileRef
 from .runner import MODEL, TERMINAL, Runner, new_prediction, now
-from .store import CursorError, Store
+from .store import CursorError, Page, Store
 from .webhooks import DEFAULT_EVENTS, EVENTS, WebhookSender
 
 # The current version and the 2023 one that much code (and MINIGPT4_VERSION) still names.
@@ -217,6 +217,19 @@ def _version_object(version_id: str) -> dict:
                                            "Output": {"type": "string", "title": "Output"}}}}}
 
 
+def _listing(request: Request, collection: str, fetch: Callable[[], Page],
+             present: Callable[[dict], dict]) -> dict:
+    """One page of a collection in Replicate's shape, with absolute `next`/`previous` URLs."""
+    try:
+        page = fetch()
+    except CursorError as exc:
+        raise ApiError(400, "Invalid cursor", str(exc)) from exc
+    link = f"{_base_url(request)}/v1/{collection}?cursor="
+    return {"next": page.next and link + page.next,
+            "previous": page.previous and link + page.previous,
+            "results": [present(item) for item in page.results]}
+
+
 def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int,
               heartbeat_seconds: float, webhooks: WebhookSender | None = None,
               rate_limits: RateLimits | None = None, file_ttl_s: float = FILE_TTL_S,
@@ -292,14 +305,8 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
 
     @api.get("/predictions")
     async def list_predictions(request: Request, cursor: str | None = None) -> dict:
-        try:
-            page = store.page(cursor=cursor, size=page_size)
-        except CursorError as exc:
-            raise ApiError(400, "Invalid cursor", str(exc)) from exc
-        link = f"{_base_url(request)}/v1/predictions?cursor="
-        return {"next": page.next and link + page.next,
-                "previous": page.previous and link + page.previous,
-                "results": [_present(runner.live(p["id"]) or p, request) for p in page.results]}
+        return _listing(request, "predictions", lambda: store.page(cursor=cursor, size=page_size),
+                        lambda p: _present(runner.live(p["id"]) or p, request))
 
     @api.get("/predictions/{prediction_id}")
     async def get_prediction(prediction_id: str, request: Request) -> dict:
@@ -366,14 +373,8 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
     @api.get("/files")
     async def list_files(request: Request, cursor: str | None = None) -> dict:
         store.purge_files(now=now())
-        try:
-            page = store.file_page(cursor=cursor, size=page_size)
-        except CursorError as exc:
-            raise ApiError(400, "Invalid cursor", str(exc)) from exc
-        link = f"{_base_url(request)}/v1/files?cursor="
-        return {"next": page.next and link + page.next,
-                "previous": page.previous and link + page.previous,
-                "results": [_present_file(f, request) for f in page.results]}
+        return _listing(request, "files", lambda: store.file_page(cursor=cursor, size=page_size),
+                        lambda f: _present_file(f, request))
 
     @api.get("/files/{file_id}")
     async def get_file(file_id: str, request: Request) -> dict:
