@@ -213,7 +213,9 @@ class Studio:
                     answer["content"] = f"_The model failed: {progress.error or 'no reason given'}_"
                 yield history, f"{status_line(progress)} · {_link(progress)}", records, history_table(records), *request, ""
         except ReplicateError as exc:
-            status_note["metadata"] = {"title": f"❌ {exc}", "status": "done", "id": record["id"] or None}
+            # Gradio rejects a null id, and there is none when the prediction was never created.
+            status_note["metadata"] = {"title": f"❌ {exc}", "status": "done",
+                                       **({"id": record["id"]} if record["id"] else {})}
             record["status"] = "error"
             if not answer["content"]:
                 history.remove(answer)

@@ -72,3 +72,24 @@ def test_account_list_needs_the_visitors_own_token():
 ])
 def test_status_line_says_what_the_backend_says(progress, expected):
     assert expected in status_line(progress)
+
+
+def test_a_dead_backend_gives_a_message_a_valid_chat_and_the_question_back(tmp_path):
+    from PIL import Image
+
+    from minigpt4_ui import schema
+    from minigpt4_ui.backend import Backend
+    from minigpt4_ui.replicate_api import Client
+
+    from .apprunner import free_port
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30), "red").save(photo)
+    dead = Client(token="t", base_url=f"http://127.0.0.1:{free_port()}", version="v", max_retries=0)
+    studio = Studio(Backend(client=dead, embedded=False, notice=""), Settings(visitor_limit_per_hour=0))
+    history = [{"role": "user", "content": [{"path": str(photo)}, "What is it?"]}]
+    *_, last = studio.respond(str(photo), "What is it?", history, [], "", *schema.defaults().values())
+    chat, status, *_, prompt = last
+    assert status.startswith("❌ could not reach http://127.0.0.1:") and "connection refused" in status
+    assert prompt == "What is it?"
+    gr.Chatbot().postprocess(chat)  # what the page receives must be valid messages
