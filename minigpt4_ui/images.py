@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import base64
 import io
-import ipaddress
 import math
 import os
-import socket
 import tempfile
 import warnings
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
-import requests
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import urlfetch
+from .urlfetch import UrlPolicy
 
 # MiniGPT-4 resizes to 224×224; 448 keeps detail for other backends and still encodes small.
 MAX_SIDE = 448
@@ -103,8 +103,7 @@ def encode(img: Image.Image) -> str:
 
 
 MAX_DOWNLOAD_BYTES = 20_000_000
-FETCH_TIMEOUT = (5.0, 10.0)  # connect, read
-MAX_REDIRECTS = 5
+FETCH_TIMEOUT = (5.0, 10.0)  # connect, whole download
 
 
 def check_url(url: str) -> str:
@@ -119,69 +118,56 @@ def check_url(url: str) -> str:
     return url
 
 
-def _check_host(host: str, *, allow_private: bool) -> None:
-    """Refuse hosts that resolve to this machine or a private network (the app's own neighbours)."""
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except socket.gaierror:
-        raise ImageError(f"The host {host} could not be found.") from None
-    if allow_private:
-        return
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not ip.is_global or ip.is_multicast:
-            raise ImageError(f"The host {host} is a private, loopback or link-local address; "
-                             "only public image URLs can be fetched.")
-
-
 def fetch(url: str, *, allow_private: bool = False) -> Path:
-    """Download an image URL into a temporary file after checking every redirect hop.
+    """Download an image URL into a temporary file (`urlfetch` checks every redirect hop).
 
     Raises ImageError with what went wrong: scheme, host, status, content type, size or timeout.
     """
     url = check_url(url)
-    with requests.Session() as session:
-        for _ in range(MAX_REDIRECTS + 1):
-            _check_host(urlsplit(url).hostname, allow_private=allow_private)
-            try:
-                response = session.get(url, stream=True, timeout=FETCH_TIMEOUT, allow_redirects=False,
-                                       headers={"Accept": "image/*"})
-            except requests.Timeout:
-                raise ImageError(f"The image URL did not answer within {FETCH_TIMEOUT[1]:.0f} s.") from None
-            except requests.RequestException:
-                raise ImageError("The image URL could not be reached.") from None
-            with response:
-                if response.is_redirect:
-                    url = check_url(urljoin(url, response.headers.get("Location", "")))
-                    continue
-                return _save(response)
-    raise ImageError(f"The image URL redirected more than {MAX_REDIRECTS} times.")
-
-
-def _save(response: requests.Response) -> Path:
-    if response.status_code != 200:
-        raise ImageError(f"The image URL answered {response.status_code} {response.reason}.")
-    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    policy = UrlPolicy(("*",)) if allow_private else UrlPolicy()
+    try:
+        fetched = urlfetch.fetch(url, policy=policy, max_bytes=MAX_DOWNLOAD_BYTES,
+                                 timeout=FETCH_TIMEOUT[1], connect_timeout=FETCH_TIMEOUT[0])
+    except urlfetch.FetchError as exc:
+        raise ImageError(_why(exc)) from None
+    kind = fetched.content_type
     if kind and not kind.startswith("image/") and kind != "application/octet-stream":
         raise ImageError(f"The URL points to {kind}, not an image.")
+    return _save(fetched.body)
+
+
+def _why(exc: urlfetch.FetchError) -> str:
+    facts = exc.facts
+    if exc.reason == "scheme":
+        try:
+            check_url(str(facts["url"]))  # words a redirect to file:// like a typed one
+        except ImageError as wrong:
+            return str(wrong)
+    return {
+        "no_host": "That URL has no host name.",
+        "bad_port": "That URL has an invalid port.",
+        "host_unknown": f"The host {facts.get('host')} could not be found.",
+        "private": f"The host {facts.get('host')} is a private, loopback or link-local address; "
+                   "only public image URLs can be fetched.",
+        "status": f"The image URL answered {facts.get('status')} {facts.get('phrase')}.",
+        "too_large": f"The image at that URL is larger than {MAX_DOWNLOAD_BYTES // 1_000_000} MB.",
+        "timeout": f"The image URL did not answer within {FETCH_TIMEOUT[1]:.0f} s.",
+        "redirects": f"The image URL redirected more than {urlfetch.MAX_REDIRECTS} times.",
+        "broken": "The download of the image URL broke off.",
+    }.get(exc.reason, "The image URL could not be reached.")
+
+
+def _save(body: bytes) -> Path:
+    """Write a downloaded image to a temporary file named for its format, after checking it."""
     fd, name = tempfile.mkstemp(prefix="url-image-")
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
-            size = 0
-            for chunk in response.iter_content(64 * 1024):
-                size += len(chunk)
-                if size > MAX_DOWNLOAD_BYTES:
-                    raise ImageError(f"The image at that URL is larger than "
-                                     f"{MAX_DOWNLOAD_BYTES // 1_000_000} MB.")
-                out.write(chunk)
+            out.write(body)
         load(path)  # a file that only claims to be an image is caught here, with the usual messages
         with Image.open(path) as img:
             named = path.with_suffix("." + (img.format or "img").lower())
         return path.rename(named)
-    except requests.RequestException:
-        path.unlink()
-        raise ImageError("The download of the image URL broke off.") from None
     except BaseException:
         path.unlink()
         raise

@@ -16,7 +16,8 @@ from fastapi import FastAPI
 from .predictors import Predictor
 from .predictors.builtin import BuiltinPredictor
 from ..webhooks import new_secret
-from .images import UrlPolicy, load_image
+from ..urlfetch import UrlPolicy
+from .images import load_image
 from .routes import FILE_TTL_S, RateLimits, build_app
 from .runner import Runner, now
 from .store import Store

@@ -1,10 +1,7 @@
 """Turn the `image` input (a data: URI, an http(s) URL or a file of this server) into a Pillow image.
 
-URLs are fetched safely: http/https only, a size cap, an overall time limit, redirects followed by
-hand (at most MAX_REDIRECTS) with every hop checked, and no connection to a loopback, private,
-link-local, multicast or otherwise non-global address unless `UrlPolicy.allow_hosts` names the
-host or a network holding its address. The connection goes to the very address that was checked,
-so a DNS answer that changes between check and connect (rebinding) cannot slip through.
+URLs are fetched with `minigpt4_ui.urlfetch` (http/https only, every hop checked, no loopback or
+private addresses unless the `UrlPolicy` allows them, size and time limits).
 """
 
 from __future__ import annotations
@@ -12,22 +9,17 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import ipaddress
-import socket
-import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Callable
 
-import certifi
-import urllib3
 from PIL import Image, ImageOps
+
+from ..urlfetch import MAX_REDIRECTS, FetchError, UrlPolicy, fetch
 
 MAX_BYTES = 10_000_000  # the JS client's data-URI cap; also plenty for an https image
 MAX_PIXELS = 50_000_000  # refuse decompression bombs before decoding them
 FETCH_TIMEOUT_S = 10.0
-CONNECT_TIMEOUT_S = 5.0
-MAX_REDIRECTS = 5
 
 
 class ImageError(ValueError):
@@ -39,36 +31,6 @@ class FileRef:
     """An `image` input that named a file of this server's Files API (read directly, no HTTP)."""
 
     file_id: str
-
-
-@dataclass(frozen=True)
-class UrlPolicy:
-    """Which image URLs may be fetched; by default only hosts with public (global) addresses.
-
-    `allow_hosts` entries are host names (matched exactly, case-insensitive), IP addresses or
-    networks in CIDR form (matched against every address the host resolves to), e.g.
-    `("127.0.0.1",)`, `("localhost", "10.0.0.0/8")`; `"*"` allows every host.
-    """
-
-    allow_hosts: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        names, networks = set(), []
-        for entry in self.allow_hosts:
-            entry = entry.strip().lower()
-            try:
-                networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
-            except ValueError:
-                names.add(entry)
-        object.__setattr__(self, "_names", frozenset(names))
-        object.__setattr__(self, "_networks", tuple(networks))
-
-    def allows(self, host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        if "*" in self._names or host.lower() in self._names:
-            return True
-        if any(address in network for network in self._networks):
-            return True
-        return address.is_global and not address.is_multicast
 
 
 def load_image(ref: "str | FileRef", *, max_bytes: int = MAX_BYTES, timeout: float = FETCH_TIMEOUT_S,
@@ -129,83 +91,27 @@ def _decode_data_uri(ref: str, *, max_bytes: int) -> bytes:
     return urllib.parse.unquote_to_bytes(payload)
 
 
-def _addresses(host: str, port: int) -> list[str]:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise ImageError(f"could not fetch the image: the host {host} could not be found") from None
-    return list(dict.fromkeys(info[4][0] for info in infos))
-
-
-def _checked_address(host: str, port: int, policy: UrlPolicy) -> str:
-    """One address of `host` to connect to; every address must be allowed."""
-    addresses = _addresses(host, port)
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        if not policy.allows(host, ip):
-            raise ImageError(f"could not fetch the image: {host} is a loopback, private or "
-                             "link-local address; only public image URLs are fetched")
-    return addresses[0]
-
-
-def _open(url: str, *, policy: UrlPolicy, timeout: float) -> "urllib3.BaseHTTPResponse":
-    """GET one URL (no redirects), connecting to the checked address of its host."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ImageError("could not fetch the image: only http(s) URLs with a host can be fetched")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise ImageError("could not fetch the image: the URL has an invalid port") from None
-    host = parts.hostname
-    address = _checked_address(host, port, policy)
-    options = {"timeout": urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=timeout), "retries": False,
-               "maxsize": 1}
-    if parts.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(address, port, server_hostname=host, assert_hostname=host,
-                                           ca_certs=certifi.where(), cert_reqs="CERT_REQUIRED",
-                                           **options)
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, **options)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return pool.urlopen("GET", target, headers={"Host": parts.netloc.rpartition("@")[2],
-                                                "Accept": "image/*", "User-Agent": "minigpt4-server"},
-                        redirect=False, preload_content=False, assert_same_host=False)
-
-
 def _fetch(url: str, *, max_bytes: int, timeout: float, policy: UrlPolicy | None = None) -> bytes:
     """Download an image URL within `timeout` seconds in all and `max_bytes`, checking every hop."""
-    policy = policy or UrlPolicy()
-    deadline = time.monotonic() + timeout
     try:
-        for _ in range(MAX_REDIRECTS + 1):
-            response = _open(url, policy=policy, timeout=max(0.1, deadline - time.monotonic()))
-            try:
-                if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                    url = urllib.parse.urljoin(url, response.headers["Location"])
-                    continue
-                if response.status != 200:
-                    raise ImageError(f"could not fetch the image: HTTP {response.status} from "
-                                     f"{urllib.parse.urlsplit(url).netloc}")
-                length = response.headers.get("Content-Length", "")
-                if length.isdigit() and int(length) > max_bytes:
-                    raise ImageError(f"could not fetch the image: larger than {max_bytes // 1_000_000} MB")
-                body = bytearray()
-                for chunk in response.stream(65536):
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise ImageError(f"could not fetch the image: larger than "
-                                         f"{max_bytes // 1_000_000} MB")
-                    if time.monotonic() > deadline:
-                        raise ImageError(f"could not fetch the image: not complete within {timeout:g} s")
-                return bytes(body)
-            finally:
-                response.release_conn()
-                response.close()
-    except (urllib3.exceptions.TimeoutError, socket.timeout) as exc:
-        raise ImageError(f"could not fetch the image: no answer within {timeout:g} s") from exc
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise ImageError(f"could not fetch the image: {type(exc).__name__}") from exc
-    raise ImageError(f"could not fetch the image: more than {MAX_REDIRECTS} redirects")
+        return fetch(url, policy=policy or UrlPolicy(), max_bytes=max_bytes, timeout=timeout,
+                     user_agent="minigpt4-server").body
+    except FetchError as exc:
+        why = _why(exc, max_bytes=max_bytes, timeout=timeout)
+        raise ImageError(f"could not fetch the image: {why}") from None
+
+
+def _why(exc: FetchError, *, max_bytes: int, timeout: float) -> str:
+    facts = exc.facts
+    return {
+        "scheme": "only http(s) URLs with a host can be fetched",
+        "no_host": "only http(s) URLs with a host can be fetched",
+        "bad_port": "the URL has an invalid port",
+        "host_unknown": f"the host {facts.get('host')} could not be found",
+        "private": f"{facts.get('host')} is a loopback, private or link-local address; "
+                   "only public image URLs are fetched",
+        "status": f"HTTP {facts.get('status')} from {facts.get('netloc')}",
+        "too_large": f"larger than {max_bytes // 1_000_000} MB",
+        "timeout": f"no answer within {timeout:g} s",
+        "redirects": f"more than {MAX_REDIRECTS} redirects",
+    }.get(exc.reason, str(facts.get("error", exc.reason)))
