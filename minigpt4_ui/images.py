@@ -6,6 +6,7 @@ Also fetches an image URL the user typed, safely, so it can be checked and previ
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 import os
@@ -40,10 +41,23 @@ def is_url(value: str) -> bool:
 
 
 def to_input(value: str | Path) -> str:
-    """Return what to send as `image`: http(s) URLs unchanged, a local file as a data URI."""
+    """Return what to send as `image`: http(s) URLs unchanged, a local file as a data URI.
+
+    The same file is sent again with every follow-up question, so its encoding is remembered.
+    """
     if isinstance(value, str) and is_url(value):
         return value
-    return encode(load(value))
+    try:
+        stat = os.stat(value)
+    except OSError:
+        return encode(load(value))  # load says what is wrong with the path
+    return _encoded(os.fspath(value), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded(path: str, size: int, mtime_ns: int) -> str:
+    """The data URI of a file; size and mtime are part of the key so a changed file is redone."""
+    return encode(load(path))
 
 
 def load(path: str | Path) -> Image.Image:

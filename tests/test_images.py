@@ -1,5 +1,6 @@
 import base64
 import io
+import os
 
 import pytest
 from PIL import Image
@@ -175,3 +176,15 @@ def test_fetch_times_out(web, monkeypatch):
 def test_fetch_refuses_other_schemes_and_private_hosts(url, message):
     with pytest.raises(images.ImageError, match=message):
         images.fetch(url)
+
+
+def test_a_file_is_encoded_once_and_again_when_it_changes(tmp_path, monkeypatch):
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (80, 60), "red").save(path)
+    calls = []
+    monkeypatch.setattr(images, "encode", lambda img: calls.append(img.size) or f"data:{len(calls)}")
+    images._encoded.cache_clear()
+    assert images.to_input(str(path)) == images.to_input(str(path)) == "data:1"
+    Image.new("RGB", (40, 30), "blue").save(path)
+    os.utime(path, ns=(1, 1))  # a new mtime, whatever the clock's resolution
+    assert images.to_input(str(path)) == "data:2" and calls == [(80, 60), (40, 30)]
