@@ -33,20 +33,17 @@ class Backend:
                       version=self.client.version, timeout=self.client.timeout)
 
 
+MODEL_PAGE = "https://replicate.com/daanelson/minigpt-4"
+# One line for visitors; what a host does to change it is in the README ("Use MiniGPT-4").
 EMBEDDED_NOTICE = (
-    "**Demo backend:** no `REPLICATE_API_TOKEN` is set, so answers come from the built-in "
-    "predictor running inside this app. It reports what it can measure in the image (size, "
-    "colours, brightness); it is not MiniGPT-4. To use MiniGPT-4 on Replicate, enter your own "
-    "token under *Your Replicate token*, or have the host set `REPLICATE_API_TOKEN` (on a Hugging "
-    "Face Space: Settings → Variables and secrets → New secret) and restart the app."
+    "**Demo mode:** a built-in stand-in answers by measuring the image; it is not "
+    f"[MiniGPT-4]({MODEL_PAGE}). To ask MiniGPT-4, add your Replicate token under *Settings and history*."
 )
 
 
 def local_model_notice(name: str) -> str:
-    return (f"**Local model:** answers come from `{name}`, a small open vision-language model "
-            "running on this machine; it is not MiniGPT-4. Set *Beams* to 1 under Advanced to see "
-            "the answer stream word by word. To use MiniGPT-4 on Replicate, enter your own token "
-            "under *Your Replicate token*, or set `REPLICATE_API_TOKEN` and restart.")
+    return (f"**Local model:** answers come from `{name}`, a small open model on this machine, not "
+            f"[MiniGPT-4]({MODEL_PAGE}). To ask MiniGPT-4, add your Replicate token under *Settings and history*.")
 
 
 def connect(settings: Settings) -> Backend:

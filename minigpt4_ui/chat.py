@@ -19,6 +19,8 @@ MAX_PROMPT_CHARS = 16_000
 
 # How often the elapsed time is refreshed while the backend is silent (a cold boot can take minutes).
 TICK_SECONDS = 1.0
+# How soon a running answer notices Stop.
+STOP_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def build_input(image: str | None, prompt: str, params: dict[str, Any]) -> dict[
     """Check the inputs, then encode the image; raises schema.InputError or images.ImageError.
 
     Every problem with the prompt and parameters is reported at once, before the (slower) image
-    decoding.
+    decoding. A parameter given as None is a blank control, reported as such (not defaulted).
     """
     problems = [] if image else [schema.Problem("image", "required", "add an image first")]
     if isinstance(prompt, str) and len(prompt) > MAX_PROMPT_CHARS:
@@ -51,8 +53,11 @@ def build_input(image: str | None, prompt: str, params: dict[str, Any]) -> dict[
                                        f"up to {MAX_PROMPT_CHARS:,} are accepted"))
     elif isinstance(prompt, str) and "\x00" in prompt:
         problems.append(schema.Problem("prompt", "invalid_character", "contains a NUL character (\\0)"))
+    blank = [name for name, value in params.items() if value is None]
+    problems += [schema.Problem(name, "blank", "is empty") for name in blank]
     try:
-        checked = schema.validate({"image": "pending", "prompt": prompt, **params})
+        checked = schema.validate({"image": "pending", "prompt": prompt,
+                                   **{k: v for k, v in params.items() if k not in blank}})
     except schema.InputError as exc:
         problems += exc.problems
     if problems:
@@ -60,12 +65,15 @@ def build_input(image: str | None, prompt: str, params: dict[str, Any]) -> dict[
     return {**checked, "image": images.to_input(image)}
 
 
-def ask(client: Client, inputs: dict[str, Any]) -> Iterator[Progress]:
+def ask(client: Client, inputs: dict[str, Any], stop: threading.Event | None = None) -> Iterator[Progress]:
     """Run one prediction and yield its progress; closing the generator cancels it on the server.
 
-    Updates are read on a helper thread so that elapsed time keeps moving while the backend is
-    silent; the thread ends by itself once the prediction is terminal (cancel makes it so).
+    Setting `stop` cancels the prediction too, and ends the progress with status "canceled" (at
+    once, even before the prediction exists: it is cancelled as soon as it is created). Updates
+    are read on a helper thread so that elapsed time keeps moving while the backend is silent;
+    the thread ends by itself once the prediction is terminal (cancel makes it so).
     """
+    stop = stop or threading.Event()
     started = time.monotonic()
     progress = Progress(status="starting")
     prediction = client.create(inputs, stream=True)
@@ -73,14 +81,23 @@ def ask(client: Client, inputs: dict[str, Any]) -> Iterator[Progress]:
                        web_url=(prediction.get("urls") or {}).get("web"))
     updates: queue.Queue = queue.Queue()
     threading.Thread(target=_follow, args=(client, prediction, updates), daemon=True).start()
+    next_tick = started + TICK_SECONDS
     try:
-        yield progress
+        if not stop.is_set():
+            yield progress
         while not progress.finished:
-            try:
-                item = updates.get(timeout=TICK_SECONDS)
-            except queue.Empty:
-                progress = replace(progress, elapsed=time.monotonic() - started)
+            if stop.is_set():
+                _cancel_quietly(client, progress.prediction_id)
+                progress = replace(progress, status="canceled", elapsed=time.monotonic() - started)
                 yield progress
+                return
+            try:
+                item = updates.get(timeout=STOP_POLL_SECONDS)
+            except queue.Empty:
+                if time.monotonic() >= next_tick:
+                    next_tick += TICK_SECONDS
+                    progress = replace(progress, elapsed=time.monotonic() - started)
+                    yield progress
                 continue
             if isinstance(item, Exception):
                 raise item

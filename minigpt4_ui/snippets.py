@@ -1,12 +1,20 @@
-"""The request behind an answer, shown as JSON, curl and Python, with the token left out."""
+"""The request behind an answer, as JSON, and as curl and Python that run as shown on Replicate.
+
+The snippets always address Replicate itself with `$REPLICATE_API_TOKEN`, and send the visitor's
+own image file the way a person would: never the host's token, API address or embedded server.
+"""
 
 from __future__ import annotations
 
 import json
+import mimetypes
+import shlex
 from typing import Any
 
+REPLICATE_API = "https://api.replicate.com"
 # A data URI is hundreds of kilobytes; the panel shows its start and its size instead.
 _SHOWN_URI_CHARS = 48
+_IMAGE_SLOT = "@@IMAGE@@"
 
 
 def displayed_input(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -21,26 +29,23 @@ def request_json(inputs: dict[str, Any], version: str) -> str:
     return json.dumps({"version": version, "input": displayed_input(inputs)}, indent=2, ensure_ascii=False)
 
 
-def curl(inputs: dict[str, Any], *, base_url: str, version: str) -> str:
-    """An equivalent curl command; the token is read from the environment, never written out."""
-    body = json.dumps({"version": version, "input": displayed_input(inputs)}, ensure_ascii=False)
-    return (f"curl -s -X POST {base_url}/v1/predictions \\\n"
+def curl(inputs: dict[str, Any], *, version: str, image_file: str) -> str:
+    """A shell script for Replicate: the image file is read into a data URI, the token from the environment."""
+    mime = mimetypes.guess_type(image_file)[0] or "image/jpeg"
+    body = json.dumps({"version": version, "input": {**inputs, "image": _IMAGE_SLOT}}, ensure_ascii=False)
+    quoted = shlex.quote(body).replace(_IMAGE_SLOT, "'\"$IMAGE\"'")
+    return (f'IMAGE="data:{mime};base64,$(base64 < {shlex.quote(image_file)} | tr -d \'\\n\')"\n'
+            f"curl -s -X POST {REPLICATE_API}/v1/predictions \\\n"
             '  -H "Authorization: Bearer $REPLICATE_API_TOKEN" \\\n'
             '  -H "Content-Type: application/json" \\\n'
             '  -H "Prefer: wait" \\\n'
-            f"  -d {_shell_quote(body)}")
+            f"  -d {quoted}")
 
 
-def python(inputs: dict[str, Any], *, base_url: str, model: str, version: str) -> str:
-    """An equivalent call with the official client, which reads REPLICATE_API_TOKEN itself."""
-    shown = displayed_input(inputs)
-    arguments = ",\n".join(f"        {name!r}: {value!r}" for name, value in shown.items())
-    client = ("replicate.Client()" if base_url == "https://api.replicate.com"
-              else f"replicate.Client(base_url={base_url!r})")
-    return (f"import replicate\n\nclient = {client}\n"
-            f"output = client.run(\n    {f'{model}:{version}'!r},\n    input={{\n{arguments},\n    }},\n)\n"
-            "print(output)")
-
-
-def _shell_quote(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"
+def python(inputs: dict[str, Any], *, model: str, version: str, image_file: str) -> str:
+    """A call with the official client, which reads REPLICATE_API_TOKEN and uploads the file itself."""
+    lines = [f"        {'image'!r}: open({image_file!r}, 'rb'),"]
+    lines += [f"        {name!r}: {value!r}," for name, value in inputs.items() if name != "image"]
+    arguments = "\n".join(lines)
+    return (f"import replicate\n\noutput = replicate.run(\n    {f'{model}:{version}'!r},\n"
+            f"    input={{\n{arguments}\n    }},\n)\nprint(output)")

@@ -1,22 +1,25 @@
 """What each UI event does, as plain functions of component values; `ui.py` wires them.
 
-The chat history is the Chatbot's own value (messages). Each answer is preceded by a status
-message whose metadata carries the prediction id; notes and status messages are never folded
-into the next prompt.
+The chat history is the Chatbot's own value (messages, see `chat_messages`). No handler of the
+chat, the question box or the image raises: a problem is said in words, in the message line under
+the chat or in the chat itself, so Gradio never paints its "Error" badge over them.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
-from typing import Any, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import gradio as gr
 
-from . import chat, images, schema, snippets
+from . import chat, chat_messages, images, schema, snippets, wording
+from .answer_slots import AnswerSlot, AnswerSlots
 from .backend import Backend
-from .conversation import Turn, fold
+from .conversation import fold
 from .guard import Guard, LimitError
 from .replicate_api import ReplicateError
 from .settings import Settings
@@ -27,76 +30,94 @@ log = logging.getLogger(__name__)
 COLD_BOOT_AFTER = 5.0
 ACCOUNT_LIST_LIMIT = 50
 HISTORY_HEADERS = ["Time", "Status", "Seconds", "Prompt", "Prediction"]
+BUSY = ("An answer is still being written: wait for it, or press Stop. "
+        "Your new question is still in the box.")
 
 
-def _error(message: str, title: str = "Error") -> gr.Error:
-    """A message for the user; expected problems are not server errors, so no traceback is logged."""
-    return gr.Error(message, title=title, print_exception=False)
+@dataclass
+class Record:
+    """One prediction of this session, as the History table lists it."""
+
+    time: str
+    prompt: str
+    own_token: bool
+    status: str = "sending"
+    seconds: float = 0.0
+    id: str = ""
+    feedback: str | None = None
+
+    def row(self) -> list:
+        return [self.time, self.status, self.seconds, self.prompt, self.id]
 
 
-def input_message(exc: Exception) -> str:
-    """A user-facing sentence for a schema or image problem."""
-    if isinstance(exc, schema.InputError):
-        return "Please fix: " + "; ".join(
-            f"{p.field or 'input'}: {p.description}" for p in exc.problems)
-    return str(exc)
-
-
-def status_line(progress: chat.Progress) -> str:
-    """One line of real backend state: status, elapsed seconds, predict time."""
-    if progress.status == "succeeded":
-        predict = f", predict time {progress.predict_time:.1f} s" if progress.predict_time else ""
-        return f"✅ Done in {progress.elapsed:.1f} s{predict}"
-    if progress.status == "failed":
-        return f"❌ The model failed: {progress.error or 'it gave no reason'}"
-    if progress.status in ("canceled", "aborted"):
-        return f"⏹ Stopped after {progress.elapsed:.1f} s"
-    if progress.status == "starting" and progress.elapsed >= COLD_BOOT_AFTER:
-        return (f"⏳ Starting · {progress.elapsed:.0f} s · cold boot: the model is being loaded, "
-                "which can take a few minutes")
-    return f"⏳ {progress.status.capitalize()} · {progress.elapsed:.0f} s"
-
-
-def _link(progress: chat.Progress) -> str:
-    ident = f"`{progress.prediction_id}`" if progress.prediction_id else ""
-    return f"{ident} · [open on Replicate]({progress.web_url})" if progress.web_url else ident
-
-
-def _text(message: dict) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    parts = content if isinstance(content, list) else [content]
-    return "".join(p.get("text", "") for p in parts if isinstance(p, dict) and p.get("type") == "text")
-
-
-def _is_note(message: dict) -> bool:
-    return bool((message.get("metadata") or {}).get("title"))
-
-
-def turns(history: Sequence[dict]) -> list[Turn]:
-    """The finished question/answer pairs of a chat, oldest first."""
-    pairs: list[Turn] = []
-    question = None
-    for message in history:
-        if _is_note(message):
-            continue
-        if message["role"] == "user":
-            question = _text(message)
-        elif question is not None:
-            pairs.append(Turn(question, _text(message)))
-            question = None
-    return pairs
-
-
-def _last_question(history: list[dict]) -> int | None:
-    indices = [i for i, m in enumerate(history) if m["role"] == "user"]
-    return indices[-1] if indices else None
-
-
-def history_table(records: list[dict]) -> list[list]:
+def history_table(records: Sequence[Record]) -> list[list]:
     """This session's predictions, newest first, as rows under HISTORY_HEADERS."""
-    return [[r["time"], r["status"], r["seconds"], r["prompt"], r["id"]] for r in reversed(records)]
+    return [record.row() for record in reversed(records)]
+
+
+class Sent(NamedTuple):
+    """What Send (or Retry, or an example) updates."""
+
+    chat: Any
+    prompt: Any
+    question: Any
+    message: Any
+    send: Any
+    stop: Any
+    new_chat: Any
+
+
+class Answer(NamedTuple):
+    """What the answer stream updates, in the order ui.py lists its outputs."""
+
+    chat: Any
+    records: Any
+    history: Any
+    request_json: Any
+    request_curl: Any
+    request_python: Any
+    send: Any
+    stop: Any
+    new_chat: Any
+
+
+def _message(text: str = "") -> str:
+    """The message line under the chat (escaped by the Markdown component)."""
+    return text
+
+
+def _answering(active: bool) -> tuple[dict, dict, dict]:
+    """Send, Stop and New chat: only Stop shows while an answer is being written."""
+    return gr.update(visible=not active), gr.update(visible=active), gr.update(visible=not active)
+
+
+def status_title(progress: chat.Progress) -> str:
+    """The state of an answer in words (no emoji carries meaning): status, elapsed seconds."""
+    if progress.status == "succeeded":
+        return f"Done in {progress.elapsed:.1f} s"
+    if progress.status == "failed":
+        return wording.model_failed(progress.error)
+    if progress.status in ("canceled", "aborted"):
+        return f"Stopped by you after {progress.elapsed:.1f} s"
+    if progress.status == "starting" and progress.elapsed >= COLD_BOOT_AFTER:
+        return (f"Starting · {progress.elapsed:.0f} s · cold boot: the model is being loaded, "
+                "which can take a few minutes")
+    return f"{progress.status.capitalize()} · {progress.elapsed:.0f} s"
+
+
+def status_details(progress: chat.Progress) -> str:
+    """What opens under the status: prediction id, predict time, link and logs, once."""
+    facts = []
+    if progress.prediction_id:
+        facts.append(f"Prediction `{progress.prediction_id}`")
+    if progress.predict_time is not None:
+        facts.append(f"predict time {progress.predict_time:.1f} s")
+    if progress.web_url:
+        facts.append(f"[open on Replicate]({progress.web_url})")
+    details = " · ".join(facts)
+    if progress.logs.strip():
+        details += f"\n\nLogs:\n```\n{progress.logs.strip()}\n```"
+    return details
 
 
 class Studio:
@@ -106,136 +127,161 @@ class Studio:
         self.backend = backend
         self.settings = settings
         self.guard = Guard(per_hour=settings.visitor_limit_per_hour)
+        self.slots = AnswerSlots()
 
-    def _slot(self, request: gr.Request | None, visitor_token: str | None):
-        """The session's one answer slot; host-paid predictions also count against the visitor."""
-        session = getattr(request, "session_hash", None) or "anonymous"
+    def _visitor(self, request: gr.Request | None, visitor_token: str | None) -> str | None:
+        """Who pays: None when not the host's token (own token, embedded backend), else the visitor."""
         if (visitor_token and visitor_token.strip()) or self.backend.embedded or request is None:
-            return self.guard.slot(session, None)
+            return None
         address = request.client.host if request.client else "unknown"
         forwarded = request.headers.get("x-forwarded-for", "")
         if self.settings.behind_proxy and forwarded:
             address = forwarded.split(",")[0].strip()
-        return self.guard.slot(session, address)
+        return address
 
-    def load_url(self, url: str) -> str:
-        """Fetch and check an image URL, returning a local file for the image component."""
+    def load_url(self, url: str) -> tuple[Any, str]:
+        """Fetch and check an image URL; a refused URL keeps the current image and says why."""
         if not url or not url.strip():
-            raise _error("Paste an image URL first.", title="No URL")
+            return gr.skip(), _message("Paste an image URL first.")
         try:
-            return str(images.fetch(url, allow_private=self.settings.allow_private_urls))
+            return str(images.fetch(url, allow_private=self.settings.allow_private_urls)), _message()
         except images.ImageError as exc:
-            raise _error(str(exc), title="That URL didn't work") from None
+            return gr.skip(), _message(f"That URL didn't work: {exc} The current image is kept.")
 
-    def new_image(self, image: str | None, history: list) -> tuple[list, str]:
-        """A different image starts a different conversation."""
-        if not history:
-            return history, "Ready." if image else "Add an image to start."
-        return [], "🆕 New image, new conversation." if image else "Image removed; the chat was cleared."
+    @staticmethod
+    def new_image(image: str | None, history: list) -> str:
+        """Say what a different image does to the conversation."""
+        if image and history:
+            return _message("New image: your next question starts a new topic; the conversation so far stays.")
+        return _message()
 
-    def submit(self, image: str | None, prompt: str, history: list, *values: Any) -> tuple:
-        """Check the question (before the queue) and put it in the chat."""
+    def send(self, image: str | None, prompt: str, history: list, *values: Any,
+             request: gr.Request = None) -> Sent:
+        """Check the question and put it in the chat; the box is cleared here and only here."""
+        keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question="")
         params = dict(zip((f.name for f in schema.PARAMETERS), values))
         try:
             chat.build_input(image, prompt, params)
         except (schema.InputError, images.ImageError) as exc:
-            raise _error(input_message(exc), title="Can't send yet") from None
-        content = prompt if history else [{"path": image}, prompt]
-        return history + [{"role": "user", "content": content}], prompt, "⏳ Queued…", ""
+            return keep._replace(message=_message(wording.input_problem(exc)))
+        if self.slots.take(_session(request)) is None:
+            return keep._replace(message=_message(BUSY))
+        history = list(history)
+        if chat_messages.is_new_image(history, image):
+            if history:
+                history.append(chat_messages.note("New image"))
+            history.append(chat_messages.question(prompt, image))
+        else:
+            history.append(chat_messages.question(prompt))
+        return Sent(history, "", prompt, _message(), *_answering(True))
 
-    def retry(self, history: list) -> tuple[list, str, str]:
+    def retry(self, history: list, request: gr.Request = None) -> Sent:
         """Drop the last answer and ask its question again."""
-        last = _last_question(history)
+        keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question="")
+        last = chat_messages.last_question(history)
         if last is None:
-            raise _error("There is no question to ask again.")
-        return history[: last + 1], _text(history[last]), "⏳ Queued…"
+            return keep._replace(message=_message("There is no question to ask again."))
+        if self.slots.take(_session(request)) is None:
+            return keep._replace(message=_message(BUSY))
+        return Sent(history[: last + 1], gr.skip(), chat_messages.text(history[last]), _message(),
+                    *_answering(True))
 
-    def undo(self, history: list) -> tuple[list, str, str]:
-        """Remove the last question and its answer, and put the question back in the prompt box."""
-        last = _last_question(history)
+    def stop(self, request: gr.Request = None) -> str:
+        """Ask the running answer to stop; it cancels its prediction and keeps what it wrote."""
+        if self.slots.stop(_session(request)):
+            return _message("Stopping…")
+        return _message()
+
+    @staticmethod
+    def undo(history: list) -> tuple[list, str, str]:
+        """Remove the last question, its answer and any note before it; the question returns to the box."""
+        last = chat_messages.last_question(history)
         if last is None:
-            return history, "", "Nothing to undo."
-        return history[:last], _text(history[last]), "↩ Last turn removed."
+            return history, gr.skip(), _message("Nothing to undo.")
+        kept = history[:last]
+        while kept and chat_messages.is_titled(kept[-1]) and kept[-1].get("role") == "assistant" \
+                and not (kept[-1].get("metadata") or {}).get("id"):
+            kept.pop()  # a "New image" note belongs to the question it introduced
+        return kept, chat_messages.text(history[last]), _message("Last question removed.")
 
     def respond(self, image: str, question: str, history: list, records: list, visitor_token: str,
-                *values: Any, request: gr.Request = None) -> Iterator[tuple]:
-        """Stream one answer; closing this generator (Stop, a closed tab) cancels the prediction.
-
-        Yields (chat, status, records, history table, request JSON, curl, python, prompt box).
-        """
+                *values: Any, request: gr.Request = None) -> Iterator[Answer]:
+        """Stream one answer; Stop, or closing this generator (a closed tab), cancels the prediction."""
+        session = _session(request)
+        slot = self.slots.current(session)
+        if not question or slot is None:  # Send refused this question, and said why
+            yield Answer(*(gr.skip() for _ in Answer._fields))
+            return
         try:
-            with self._slot(request, visitor_token):
-                yield from self._respond(image, question, history, records, visitor_token, values)
+            with self.guard.slot(session, self._visitor(request, visitor_token)):
+                yield from self._respond(image, question, history, records, visitor_token, values, slot)
         except LimitError as exc:
-            # The question leaves the chat and goes back into the prompt box, to be sent later.
-            yield (history[:-1], f"⚠️ {exc}", records, history_table(records), gr.update(), gr.update(),
-                   gr.update(), question)
+            yield Answer(history + [chat_messages.status(str(exc), done=True)], records,
+                         history_table(records), gr.skip(), gr.skip(), gr.skip(), *_answering(False))
+        finally:
+            self.slots.free(session, slot)
 
     def _respond(self, image: str, question: str, history: list, records: list, visitor_token: str,
-                 values: tuple) -> Iterator[tuple]:
+                 values: tuple, slot: AnswerSlot) -> Iterator[Answer]:
         params = dict(zip((f.name for f in schema.PARAMETERS), values))
-        earlier = turns(history[:-1])
-        folded = fold(earlier, question, max_length=int(params["max_length"]),
-                      max_new_tokens=int(params["max_new_tokens"]), max_chars=chat.MAX_PROMPT_CHARS)
         history = list(history)
-        if folded.dropped:
-            history.append({"role": "assistant", "content": "", "metadata": {
-                "title": f"ℹ️ {folded.dropped} earlier turn{'s' * (folded.dropped > 1)} left out "
-                         f"to fit max_length ({params['max_length']} tokens with {params['max_new_tokens']} "
-                         "for the answer)."}})
+        records = list(records)
+        views = (gr.skip(), gr.skip(), gr.skip())
+        record = Record(time=time.strftime("%H:%M:%S"), prompt=question[:80],
+                        own_token=bool(visitor_token and visitor_token.strip()))
+        reply = chat_messages.answer()
+
+        def show(title: str, *, done: bool, details: str = "") -> None:
+            history[at] = chat_messages.status(title, done=done, details=details, prediction_id=record.id or None)
+
+        def update(done: bool) -> Answer:
+            return Answer(history, records, history_table(records), *views, *_answering(not done))
+
+        earlier = chat_messages.turns(history[:-1])
+        at = len(history)
+        history.append(chat_messages.status("Sending…", done=False))
         try:
+            folded = fold(earlier, question, max_length=int(params["max_length"]),
+                          max_new_tokens=int(params["max_new_tokens"]), max_chars=chat.MAX_PROMPT_CHARS)
+            if folded.dropped:
+                history.insert(at, chat_messages.note(_dropped_note(folded.dropped, params)))
+                at += 1
+            if slot.stop.is_set():
+                show("Stopped by you before the answer started", done=True)
+                yield update(done=True)
+                return
             inputs = chat.build_input(image, folded.prompt, params)
-        except (schema.InputError, images.ImageError) as exc:
-            raise _error(input_message(exc), title="Can't send") from None
-        client = self.backend.client_for(visitor_token)
-        request = (snippets.request_json(inputs, client.version),
-                   snippets.curl(inputs, base_url=client.base_url, version=client.version),
-                   snippets.python(inputs, base_url=client.base_url, model=client.model,
-                                   version=client.version))
-        status_note = {"role": "assistant", "content": "", "metadata": {"title": "⏳ Sending…", "status": "pending"}}
-        answer = {"role": "assistant", "content": ""}
-        history += [status_note, answer]
-        record = {"time": time.strftime("%H:%M:%S"), "status": "sending", "seconds": 0.0,
-                  "prompt": question[:80], "id": "", "own_token": bool(visitor_token and visitor_token.strip())}
-        records = records + [record]
-        yield history, "⏳ Sending…", records, history_table(records), *request, gr.update()
-        progress = None
-        try:
-            for progress in chat.ask(client, inputs):
-                answer["content"] = progress.text
-                status_note["metadata"] = {
-                    "title": f"{status_line(progress)} · {_link(progress)}", "id": progress.prediction_id,
-                    "status": "done" if progress.finished else "pending"}
-                status_note["content"] = f"```\n{progress.logs.strip()}\n```" if progress.logs.strip() else ""
-                record.update(status=progress.status, seconds=round(progress.elapsed, 1),
-                              id=progress.prediction_id or "")
-                if progress.status == "failed" and not answer["content"]:
-                    answer["content"] = f"_The model failed: {progress.error or 'no reason given'}_"
-                yield history, f"{status_line(progress)} · {_link(progress)}", records, history_table(records), *request, ""
-        except ReplicateError as exc:
-            # Gradio rejects a null id, and there is none when the prediction was never created.
-            status_note["metadata"] = {"title": f"❌ {exc}", "status": "done",
-                                       **({"id": record["id"]} if record["id"] else {})}
-            record["status"] = "error"
-            if not answer["content"]:
-                history.remove(answer)
-            # The question goes back into the prompt box if nothing was answered, so it can be resent.
-            keep = question if progress is None else ""
-            yield history, f"❌ {exc}", records, history_table(records), *request, keep
+            client = self.backend.client_for(visitor_token)
+            image_file = os.path.basename(image)
+            views = (snippets.request_json(inputs, client.version),
+                     snippets.curl(inputs, version=client.version, image_file=image_file),
+                     snippets.python(inputs, model=client.model, version=client.version, image_file=image_file))
+            records.append(record)
+            history.append(reply)
+            yield update(done=False)
+            for progress in chat.ask(client, inputs, stop=slot.stop):
+                record.status, record.seconds = progress.status, round(progress.elapsed, 1)
+                record.id = progress.prediction_id or ""
+                reply["content"] = progress.text
+                if progress.status == "failed" and not reply["content"]:
+                    reply["content"] = f"_{wording.model_failed(progress.error)}_"
+                show(status_title(progress), done=progress.finished, details=status_details(progress))
+                yield update(done=False)
+        except (schema.InputError, images.ImageError, ReplicateError) as exc:
+            record.status = "error"
+            show(str(exc) if isinstance(exc, ReplicateError) else wording.input_problem(exc), done=True)
+        except Exception as exc:  # noqa: BLE001 - the chat must end in words, whatever broke
+            log.exception("answer failed")
+            record.status = "error"
+            show(f"The app could not finish this answer ({type(exc).__name__}: {exc})", done=True)
+        if not reply["content"]:
+            history = [m for m in history if m is not reply]
+        yield update(done=True)
 
     @staticmethod
     def clear() -> tuple[None, str, str, list, str]:
-        """Empty image, URL, prompt and chat (the session's history stays)."""
-        return None, "", "", [], "Add an image to start."
-
-    def stopped(self, history: list) -> tuple[list, str]:
-        """After Stop: the partial answer stays; the pending status says it was stopped."""
-        for message in history:
-            metadata = message.get("metadata") or {}
-            if metadata.get("status") == "pending":
-                ident = f" · `{metadata['id']}`" if metadata.get("id") else ""
-                message["metadata"] = {**metadata, "status": "done", "title": f"⏹ Stopped by you{ident}"}
-        return history, "⏹ Stopped. The partial answer is kept; the prediction was cancelled."
+        """A new chat: empty image, URL, question box and chat (the session's history stays)."""
+        return None, "", "", [], _message()
 
     def like(self, history: list, records: list, event: gr.LikeData) -> list:
         """Remember a like or dislike on the record of the answer's prediction."""
@@ -246,36 +292,41 @@ class Studio:
                 break
         verdict = "like" if event.liked else "dislike"
         for record in records:
-            if record["id"] and record["id"] == prediction_id:
-                record["feedback"] = verdict
+            if record.id and record.id == prediction_id:
+                record.feedback = verdict
         log.info("feedback %s on prediction %s", verdict, prediction_id)
         return records
 
-    def show_record(self, records: list, visitor_token: str, event: gr.SelectData) -> dict:
+    def show_record(self, records: list, visitor_token: str, event: gr.SelectData) -> tuple[Any, str]:
         """The full, current prediction behind a row of the history table."""
         row = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
-        chosen = list(reversed(records))[row]
-        if not chosen["id"]:
-            return {"status": chosen["status"], "detail": "This request never reached the API."}
-        client = self.backend.client_for(visitor_token if chosen["own_token"] else None)
+        newest_first = list(reversed(records))
+        if not isinstance(row, int) or not 0 <= row < len(newest_first):
+            return gr.skip(), "That row is not in this session's history."
+        chosen = newest_first[row]
+        if not chosen.id:
+            return {"status": chosen.status, "detail": "This request never reached the API."}, ""
+        client = self.backend.client_for(visitor_token if chosen.own_token else None)
         try:
-            prediction = client.get(chosen["id"])
+            prediction = client.get(chosen.id)
         except ReplicateError as exc:
-            raise _error(str(exc), title="Could not load that prediction") from None
-        return {**prediction, "input": snippets.displayed_input(prediction.get("input") or {}),
-                **({"feedback": chosen["feedback"]} if "feedback" in chosen else {})}
+            return gr.skip(), f"Could not load that prediction: {exc}"
+        shown = {**prediction, "input": snippets.displayed_input(prediction.get("input") or {})}
+        if chosen.feedback:
+            shown["feedback"] = chosen.feedback
+        return shown, ""
 
-    def account_predictions(self, visitor_token: str) -> list[list]:
+    def account_predictions(self, visitor_token: str) -> tuple[Any, str]:
         """The visitor's own account-wide list; never the host's, which would expose other visitors."""
         if not visitor_token or not visitor_token.strip():
-            raise _error("Enter your own Replicate token above to list your account's predictions. "
-                           "The host's predictions are never shown.", title="Your token is needed")
+            return gr.skip(), ("Enter your own Replicate token above to list your account's predictions. "
+                               "The host's predictions are never shown.")
         try:
             found = list(itertools.islice(self.backend.client_for(visitor_token).list(), ACCOUNT_LIST_LIMIT))
         except ReplicateError as exc:
-            raise _error(str(exc), title="Could not list predictions") from None
+            return gr.skip(), f"Could not list predictions: {exc}"
         return [[p.get("created_at", ""), p.get("status", ""), (p.get("metrics") or {}).get("predict_time"),
-                 str((p.get("input") or {}).get("prompt", ""))[:80], p.get("id", "")] for p in found]
+                 str((p.get("input") or {}).get("prompt", ""))[:80], p.get("id", "")] for p in found], ""
 
     def ask(self, image: str, prompt: str, max_length: int, max_new_tokens: int, num_beams: int,
             repetition_penalty: float, temperature: float, top_p: float,
@@ -285,12 +336,28 @@ class Studio:
                       repetition_penalty=repetition_penalty, temperature=temperature, top_p=top_p)
         try:
             inputs = chat.build_input(image, prompt, params)
-            with self._slot(request, None):
+            with self.guard.slot(_session(request), self._visitor(request, None)):
                 for progress in chat.ask(self.backend.client, inputs):
                     if progress.status == "failed":
-                        raise _error(f"The model failed: {progress.error or 'it gave no reason'}")
+                        raise _error(wording.model_failed(progress.error))
                     yield progress.text
         except (schema.InputError, images.ImageError) as exc:
-            raise _error(input_message(exc)) from None
+            raise _error(wording.input_problem(exc)) from None
         except (ReplicateError, LimitError) as exc:
             raise _error(str(exc)) from None
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "anonymous"
+
+
+def _error(message: str) -> gr.Error:
+    """An API caller's error; expected problems are not server errors, so no traceback is logged."""
+    return gr.Error(message, print_exception=False)
+
+
+def _dropped_note(dropped: int, params: dict) -> str:
+    turns = "turn" if dropped == 1 else "turns"
+    answer = params["max_new_tokens"]
+    return (f"{dropped} earlier {turns} left out to fit Max length ({params['max_length']} tokens, "
+            f"{answer} of them for the answer)")

@@ -1,4 +1,9 @@
-"""The Gradio Blocks app: the layout top to bottom, then the event wiring. Handlers live in `studio`."""
+"""The Gradio Blocks app: the layout top to bottom, then the event wiring. Handlers live in `studio`.
+
+Chat first: the conversation, with the examples in it while it is empty, then the image and the
+question right under it. Settings, the visitor's token, the request and the history sit in a
+side panel.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +17,38 @@ from .settings import Settings
 from .studio import HISTORY_HEADERS, Studio
 
 TITLE = "MiniGPT-4 Studio"
-DESCRIPTION = ("Ask [MiniGPT-4](https://replicate.com/daanelson/minigpt-4) about an image: upload, paste, "
-               "snap or link one, ask a question, and watch the answer stream in. Follow-up questions "
-               "keep the conversation going.")
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EXAMPLES = [
-    ("coffee.jpg", "What drink is this, and how would I make it at home? Give a short recipe."),
+    ("coffee.jpg", "What drink is this, and how would I make it at home?"),
     ("chelsea.jpg", "Write a funny caption for this photo."),
-    ("astronaut.jpg", "Describe this photo in detail."),
-    ("rocket.jpg", "What is happening in this picture, and why is it impressive?"),
-    ("text.png", "Read the handwriting in this image. What kind of notes are these?"),
+    ("astronaut.jpg", "Describe this photo in one sentence."),
+    ("rocket.jpg", "What is happening in this picture?"),
+    ("text.png", "What kind of notes are these?"),
 ]
 
-THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate")
+# Soft's helper text and label tags fall below WCAG AA (2.5:1 and 3.6:1); these reach 4.5:1 or more.
+THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate").set(
+    block_info_text_color="*neutral_600",
+    block_info_text_color_dark="*neutral_300",
+    block_label_text_color="*neutral_700",
+    block_label_text_color_dark="*neutral_200",
+    block_title_text_color="*neutral_800",
+    body_text_color_subdued="*neutral_600",
+    body_text_color_subdued_dark="*neutral_300",
+)
 CSS = """
-#backend-notice { border-left: 4px solid var(--color-accent); padding: 0.25em 0.75em; }
-#status { min-height: 1.6em; }
+#header { align-items: center; }
+#header h1 { margin: 0; font-size: 1.4rem; }
+#backend-notice p { margin: 0; font-size: 0.9rem; }
+#message p { margin: 0; color: #8a1c1c; font-weight: 600; }
+#chat .examples { display: grid !important; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr));
+                  gap: 8px; }
+@media (max-width: 640px) {
+  #chat .examples { grid-template-columns: repeat(2, minmax(0, 1fr)); }
+  #header h1 { font-size: 1.15rem; }
+}
+#chat [data-testid="user"] img { max-height: 160px; width: auto; }
+#stop { background: #b91c1c; border-color: #b91c1c; color: #fff; }
 footer { visibility: visible; }
 """
 
@@ -52,62 +73,81 @@ def _unopened(image: gr.Image) -> gr.Image:
     return image
 
 
+def _unchecked(control: gr.components.Component) -> gr.components.Component:
+    """Pass a number through as typed, so `schema` names the control and its bound when it is off.
+
+    Gradio's own check says "Value 0 is less than minimum value 1." and fails the whole event,
+    which paints an "Error" badge over the chat. (Patched on the instance, as in `_unopened`.)
+    """
+    control.preprocess = lambda payload: payload
+    return control
+
+
 def _control(field: schema.Field) -> gr.components.Component:
     """A control bound to the field's documented limits."""
     integer = field.type is int
     if field.maximum is not None:
-        return gr.Slider(minimum=field.minimum, maximum=field.maximum, value=field.default,
-                         step=1 if integer else 0.01, precision=0 if integer else None,
-                         label=field.label, info=field.description)
-    return gr.Number(value=field.default, minimum=field.minimum, precision=0 if integer else None,
-                     label=field.label, info=field.description)
+        return _unchecked(gr.Slider(minimum=field.minimum, maximum=field.maximum, value=field.default,
+                                    step=1 if integer else 0.01, precision=0 if integer else None,
+                                    label=field.label, info=field.description, buttons=[]))
+    return _unchecked(gr.Number(value=field.default, minimum=field.minimum, precision=0 if integer else None,
+                                label=field.label, info=field.description))
 
 
 def build(backend: Backend, settings: Settings) -> gr.Blocks:
     """Build the app around a connected backend."""
     studio = Studio(backend, settings)
     with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(f"# {TITLE}\n{DESCRIPTION}")
+        with gr.Row(elem_id="header"):
+            gr.Markdown(f"# {TITLE}")
+            open_settings = gr.Button(value="Settings and history", size="sm", scale=0, min_width=170,
+                                      elem_id="open-settings")
         gr.Markdown(backend.notice, elem_id="backend-notice")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=320):
-                image = _unopened(gr.Image(label="Image", type="filepath", image_mode=None, height=300,
-                                           sources=["upload", "webcam", "clipboard"], elem_id="image"))
-                with gr.Row(equal_height=True):
-                    url = gr.Textbox(label="…or an image URL", placeholder="https://…", scale=4,
-                                     max_lines=1, elem_id="image-url")
-                    load_url = gr.Button(value="Load URL", scale=1, min_width=90, elem_id="load-url")
-                prompt = gr.Textbox(label="Prompt", placeholder="What is in this picture?", lines=2,
-                                    max_lines=8, elem_id="prompt")
+        chatbot = gr.Chatbot(
+            label="Conversation", show_label=False, elem_id="chat", height="58vh", min_height=300, buttons=["copy", "copy_all"],
+            placeholder="**Add an image and ask about it**, or start with an example:",
+            examples=[{"text": text, "files": [str(ASSETS / name)]} for name, text in EXAMPLES])
+        message = gr.Markdown("", elem_id="message")
+        with gr.Row(elem_id="composer", equal_height=False):
+            image = _unopened(gr.Image(label="Image", type="filepath", image_mode=None, height=170,
+                                       sources=["upload", "webcam", "clipboard"], elem_id="image",
+                                       scale=1, min_width=200))
+            with gr.Column(scale=3, min_width=260):
+                prompt = gr.Textbox(label="Your question", lines=1, max_lines=8, elem_id="prompt",
+                                    placeholder="Ask about the image: Enter sends, Shift+Enter adds a line")
                 with gr.Row():
                     send = gr.Button(value="Send", variant="primary", elem_id="send")
-                    stop = gr.Button(value="Stop", variant="stop", elem_id="stop")
-                    clear = gr.Button(value="Clear", elem_id="clear")
-                with gr.Accordion(label="Advanced", open=False):
-                    controls = [_control(field) for field in schema.PARAMETERS]
-                with gr.Accordion(label="Your Replicate token", open=False):
-                    visitor_token = gr.Textbox(
-                        label="Replicate API token (optional)", type="password", placeholder="r8_…",
-                        info="Used for your session only, on Replicate: never stored or shared.")
-            with gr.Column(scale=3, min_width=320):
-                chatbot = gr.Chatbot(label="Conversation", height=540, elem_id="chat",
-                                     placeholder="Add an image and ask a question about it.",
-                                     buttons=["copy", "copy_all"])
-                status = gr.Markdown("Add an image to start.", elem_id="status")
-                with gr.Accordion(label="View request", open=False):
-                    request_json = gr.Code(label="Input sent (JSON)", language="json", interactive=False)
-                    request_curl = gr.Code(label="curl", language="shell", interactive=False)
-                    request_python = gr.Code(label="Python", language="python", interactive=False)
-                with gr.Accordion(label="History", open=False):
-                    history = gr.Dataframe(headers=HISTORY_HEADERS, value=[], interactive=False, elem_id="history",
-                                           label="This session's predictions (select one to see it)")
-                    chosen = gr.JSON(label="Prediction")
-                    account_button = gr.Button(value="List my account's predictions (needs your token)",
-                                               size="sm")
-                    account = gr.Dataframe(headers=HISTORY_HEADERS, value=[], interactive=False,
-                                           label="Your account's latest predictions")
-        gr.Examples(examples=[[str(ASSETS / name), text] for name, text in EXAMPLES],
-                    inputs=[image, prompt], cache_examples=False, label="Examples")
+                    stop = gr.Button(value="Stop answering", variant="stop", visible=False, elem_id="stop")
+                    new_chat = gr.Button(value="New chat", elem_id="new-chat")
+                with gr.Accordion(label="Image from a URL", open=False):
+                    with gr.Row(equal_height=True):
+                        url = gr.Textbox(label="Image URL", placeholder="https://…", max_lines=1, scale=4,
+                                         elem_id="image-url")
+                        load_url = gr.Button(value="Load image from URL", scale=1, min_width=120,
+                                             elem_id="load-url")
+        with gr.Sidebar(label="Settings and history", open=False, position="right", elem_id="settings") as sidebar:
+            gr.Markdown("### Answer settings")
+            controls = [_control(field) for field in schema.PARAMETERS]
+            reset = gr.Button(value="Reset answer settings to the model's defaults", size="sm")
+            with gr.Accordion(label="Your Replicate token", open=False):
+                visitor_token = gr.Textbox(
+                    label="Replicate API token (optional)", type="password", placeholder="r8_…",
+                    info="Used for your session only, on Replicate: never stored or shared.")
+            with gr.Accordion(label="View request", open=False):
+                request_json = gr.Code(label="Input sent (JSON)", language="json", interactive=False)
+                request_curl = gr.Code(label="curl (Replicate, with your own image file)", language="shell",
+                                       interactive=False)
+                request_python = gr.Code(label="Python (Replicate, with your own image file)",
+                                         language="python", interactive=False)
+            with gr.Accordion(label="History", open=False):
+                history = gr.Dataframe(headers=HISTORY_HEADERS, value=[], interactive=False, elem_id="history",
+                                       label="This session's predictions (select one to see it)")
+                history_message = gr.Markdown("")
+                chosen = gr.JSON(label="Prediction")
+                account_button = gr.Button(value="List my account's predictions (needs your token)",
+                                           size="sm")
+                account = gr.Dataframe(headers=HISTORY_HEADERS, value=[], interactive=False,
+                                       label="Your account's latest predictions")
         question = gr.State("")
         records = gr.State([])
         # The API's own inputs carry no bounds, so out-of-range values reach schema validation
@@ -116,29 +156,43 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         answer = gr.Textbox(visible=False)
         api_trigger = gr.Button(visible=False)
 
-        private = dict(api_visibility="private")
+        # Every step of a question is private, never raises, and draws no progress overlay: the
+        # chat's own status block says what is happening, and Stop is a flag, not a cancellation.
+        quiet = dict(api_visibility="private", show_progress="hidden")
+        sent = dict(outputs=[chatbot, prompt, question, message, send, stop, new_chat], queue=False, **quiet)
         respond = dict(fn=studio.respond, inputs=[image, question, chatbot, records, visitor_token, *controls],
-                       outputs=[chatbot, status, records, history, request_json, request_curl,
-                                request_python, prompt],
-                       concurrency_limit=CONCURRENCY_LIMIT, **private)
-        # Checks go through the queue: only queued events show a gr.Error as a message in the page.
-        check = dict(fn=studio.submit, inputs=[image, prompt, chatbot, *controls],
-                     outputs=[chatbot, question, status, prompt], show_progress="hidden", **private)
-        runs = [send.click(**check).success(**respond), prompt.submit(**check).success(**respond),
-                chatbot.retry(studio.retry, inputs=chatbot, outputs=[chatbot, question, status],
-                              **private).success(**respond)]
-        stop.click(None, cancels=runs, **private).then(
-            studio.stopped, inputs=chatbot, outputs=[chatbot, status], queue=False, **private)
-        chatbot.undo(studio.undo, inputs=chatbot, outputs=[chatbot, prompt, status], queue=False, **private)
-        chatbot.like(studio.like, inputs=[chatbot, records], outputs=records, queue=False, **private)
-        clear.click(studio.clear, outputs=[image, url, prompt, chatbot, status], cancels=runs, queue=False,
-                    **private)
-        image.change(studio.new_image, inputs=[image, chatbot], outputs=[chatbot, status], queue=False, **private)
+                       outputs=[chatbot, records, history, request_json, request_curl, request_python, send, stop,
+                                new_chat],
+                       concurrency_limit=CONCURRENCY_LIMIT, **quiet)
+        ask = dict(fn=studio.send, inputs=[image, prompt, chatbot, *controls], **sent)
+        # "multiple": a question sent while an answer runs reaches `send`, which says so.
+        send.click(trigger_mode="multiple", **ask).success(**respond)
+        prompt.submit(trigger_mode="multiple", **ask).success(**respond)
+        chatbot.example_select(_example, outputs=[image, prompt], **quiet, queue=False).success(**ask).success(
+            **respond)
+        chatbot.retry(studio.retry, inputs=chatbot, **sent).success(**respond)
+        stop.click(studio.stop, outputs=message, queue=False, **quiet)
+        open_settings.click(lambda: gr.Sidebar(open=True), outputs=sidebar, queue=False, **quiet)
+        reset.click(lambda: [field.default for field in schema.PARAMETERS], outputs=controls, queue=False, **quiet)
+        chatbot.undo(studio.undo, inputs=chatbot, outputs=[chatbot, prompt, message], queue=False, **quiet)
+        chatbot.like(studio.like, inputs=[chatbot, records], outputs=records, queue=False, **quiet)
+        new_chat.click(studio.clear, outputs=[image, url, prompt, chatbot, message], queue=False, **quiet)
+        image.change(studio.new_image, inputs=[image, chatbot], outputs=message, queue=False, **quiet)
         for trigger in (load_url.click, url.submit):
-            trigger(studio.load_url, inputs=url, outputs=image, **private)
-        history.select(studio.show_record, inputs=[records, visitor_token], outputs=chosen, **private)
-        account_button.click(studio.account_predictions, inputs=visitor_token, outputs=account, **private)
+            trigger(studio.load_url, inputs=url, outputs=[image, message], **quiet)
+        history.select(studio.show_record, inputs=[records, visitor_token], outputs=[chosen, history_message],
+                       **quiet)
+        account_button.click(studio.account_predictions, inputs=visitor_token,
+                             outputs=[account, history_message], **quiet)
         api_trigger.click(studio.ask, inputs=[image, prompt, *api_params], outputs=answer, api_name="ask",
                           concurrency_limit=CONCURRENCY_LIMIT)
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=settings.max_queue or None)
     return demo
+
+
+def _example(event: gr.SelectData) -> tuple[str, str]:
+    """An example from the empty chat: its image and question, then sent as if typed."""
+    value = event.value or {}
+    files = value.get("files") or []
+    first = files[0] if files else None
+    return (first.get("path") if isinstance(first, dict) else first), value.get("text", "")

@@ -1,0 +1,41 @@
+"""What the app says to a person about a problem: the field by its label, the bound in numbers."""
+
+from __future__ import annotations
+
+from . import images, schema
+
+
+def _bound(value: float) -> str:
+    return f"{value:g}"
+
+
+def problem(item: schema.Problem) -> str:
+    """One problem as a sentence naming the control, e.g. "Max length must be at least 1"."""
+    field = schema.BY_NAME.get(item.field)
+    label = field.label if field else (item.field or "The input").capitalize()
+    if item.type == "number_gte" and field is not None and field.minimum is not None:
+        return f"{label} must be at least {_bound(field.minimum)}"
+    if item.type == "number_lte" and field is not None and field.maximum is not None:
+        return f"{label} must be at most {_bound(field.maximum)}"
+    if item.type == "blank":
+        return f"{label} is empty: enter a number"
+    if item.type == "invalid_type" and field is not None and field.type is not str:
+        return f"{label} must be a number"
+    if item.field == "image" and item.type == "required":
+        return "Add an image first (upload, paste, webcam or an image URL)"
+    if item.field == "prompt" and item.type == "required":
+        return "Type a question first"
+    return f"{label}: {item.description}"
+
+
+def input_problem(exc: Exception) -> str:
+    """A schema or image problem as one message; every problem is listed."""
+    if isinstance(exc, schema.InputError):
+        return ". ".join(problem(p) for p in exc.problems) + "."
+    if isinstance(exc, images.ImageError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def model_failed(error: str | None) -> str:
+    return f"The model failed: {error or 'it gave no reason'}"
