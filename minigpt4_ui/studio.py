@@ -155,9 +155,13 @@ class Studio:
             return _message("New image: your next question starts a new topic; the conversation so far stays.")
         return _message()
 
-    def send(self, image: str | None, prompt: str, history: list, *values: Any,
-             request: gr.Request = None) -> Sent:
-        """Check the question and put it in the chat; the box is cleared here and only here."""
+    def send(self, request: gr.Request | None, image: str | None, prompt: str, history: list,
+             *values: Any) -> Sent:
+        """Check the question and put it in the chat; the box is cleared here and only here.
+
+        (`request` comes first: Gradio puts it at its parameter's position, which after
+        `*values` would make it one of the values.)
+        """
         keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question="")
         params = dict(zip((f.name for f in schema.PARAMETERS), values))
         try:
@@ -204,8 +208,8 @@ class Studio:
             kept.pop()  # a "New image" note belongs to the question it introduced
         return kept, chat_messages.text(history[last]), _message("Last question removed.")
 
-    def respond(self, image: str, question: str, history: list, records: list, visitor_token: str,
-                *values: Any, request: gr.Request = None) -> Iterator[Answer]:
+    def respond(self, request: gr.Request | None, image: str, question: str, history: list, records: list,
+                visitor_token: str, *values: Any) -> Iterator[Answer]:
         """Stream one answer; Stop, or closing this generator (a closed tab), cancels the prediction."""
         session = _session(request)
         slot = self.slots.current(session)
@@ -237,7 +241,7 @@ class Studio:
         def update(done: bool) -> Answer:
             return Answer(history, records, history_table(records), *views, *_answering(not done))
 
-        earlier = chat_messages.turns(history[:-1])
+        earlier = chat_messages.turns(history)  # the new question has no answer yet, so it is not a turn
         at = len(history)
         history.append(chat_messages.status("Sending…", done=False))
         try:

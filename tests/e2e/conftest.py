@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-import requests
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -21,8 +20,8 @@ from minigpt4_ui.server import RunningServer, start_background
 
 from ..apprunner import RunningApp
 from . import chromium
+from .ui import TOKEN
 
-TOKEN = "r8_e2e_test_token_not_secret"
 # About 80 words per answer at 20 words per second: a few seconds, enough to watch it grow and stop it.
 TOKENS_PER_SECOND = 20
 # Generous for 2 CPU cores: Chromium, the app and the server share them.
@@ -33,16 +32,16 @@ expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 
 @pytest.fixture(scope="session")
-def backend_server() -> Iterator[RunningServer]:
+def server() -> Iterator[RunningServer]:
     """A Replicate-compatible predictions server the tests can inspect."""
     with start_background(token=TOKEN, tokens_per_second=TOKENS_PER_SECOND) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def app(backend_server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+def app(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     """`python app.py` using that server; loopback image URLs allowed so a local server can serve one."""
-    running = RunningApp({"REPLICATE_BASE_URL": backend_server.url, "REPLICATE_API_TOKEN": TOKEN,
+    running = RunningApp({"REPLICATE_BASE_URL": server.url, "REPLICATE_API_TOKEN": TOKEN,
                           "MINIGPT4_ALLOW_PRIVATE_URLS": "1", "NO_PROXY": "127.0.0.1,localhost"},
                          tmp_path_factory.mktemp("e2e-app") / "app.log")
     yield running
@@ -76,6 +75,7 @@ def page(browser: Browser, app: RunningApp, request: pytest.FixtureRequest,
     page = context.new_page()
     page.goto(app.url)
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
+    expect(page.locator("#chat button.example").first).to_be_visible()
     yield page
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
@@ -84,17 +84,6 @@ def page(browser: Browser, app: RunningApp, request: pytest.FixtureRequest,
         print(f"screenshot of the page: {shot}\napp log: {app.log_path}\n--- app log tail ---\n"
               f"{app.output()[-4000:]}")
     context.close()
-
-
-@pytest.fixture
-def server_prediction(backend_server: RunningServer):
-    """Fetch one prediction from the server, by id."""
-    def get(prediction_id: str) -> dict:
-        response = requests.get(f"{backend_server.url}/v1/predictions/{prediction_id}",
-                                headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
-        response.raise_for_status()
-        return response.json()
-    return get
 
 
 class _ImageHandler(http.server.BaseHTTPRequestHandler):
