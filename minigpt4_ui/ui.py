@@ -7,6 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from . import schema
+from .ask_model import ModelAsker
 from .backend import Backend
 from .settings import Settings
 from .studio import HISTORY_HEADERS, Studio
@@ -140,5 +141,11 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         account_button.click(studio.account_predictions, inputs=visitor_token, outputs=account, **private)
         api_trigger.click(studio.ask, inputs=[image, prompt, *api_params], outputs=answer, api_name="ask",
                           concurrency_limit=CONCURRENCY_LIMIT)
+        # Any image + prompt model: its name and its other inputs (a JSON object) as text.
+        asker = ModelAsker(backend.client, slot=lambda request: studio._slot(request, None))
+        api_model, api_parameters = gr.Textbox(visible=False), gr.Textbox(visible=False)
+        gr.Button(visible=False).click(asker.ask_model, inputs=[image, prompt, api_model, api_parameters],
+                                       outputs=answer, api_name="ask_model",
+                                       concurrency_limit=CONCURRENCY_LIMIT)
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=settings.max_queue or None)
     return demo
