@@ -9,7 +9,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
-from . import images, schema
+from . import images, model_schema, schema
+from .model_schema import ModelSpec
 from .replicate_api import TERMINAL, Client, ReplicateError
 
 log = logging.getLogger(__name__)
@@ -42,41 +43,50 @@ class Progress:
 
 
 def build_input(image: str | None, prompt: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Check the inputs, then encode the image; raises schema.InputError or images.ImageError.
+    """MiniGPT-4's inputs, checked and with the image encoded (see `build_model_input`)."""
+    return build_model_input(schema.SPEC, image, {"prompt": prompt, **params})
 
-    Every problem with the prompt and parameters is reported at once, before the (slower) image
+
+def build_model_input(spec: ModelSpec, image: str | None, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Check a model's inputs, then encode the image; raises InputError or images.ImageError.
+
+    Every problem with the question and parameters is reported at once, before the (slower) image
     decoding. A parameter given as None is a blank control, reported as such (not defaulted).
     """
-    problems = [] if image else [schema.Problem("image", "required", "add an image first")]
-    if isinstance(prompt, str) and len(prompt) > MAX_PROMPT_CHARS:
-        problems.append(schema.Problem("prompt", "max_length", f"{len(prompt):,} characters is too long; "
-                                       f"up to {MAX_PROMPT_CHARS:,} are accepted"))
-    elif isinstance(prompt, str) and "\x00" in prompt:
-        problems.append(schema.Problem("prompt", "invalid_character", "contains a NUL character (\\0)"))
-    blank = [name for name, value in params.items() if value is None]
+    problems = [] if image else [schema.Problem(spec.image, "required", "add an image first")]
+    question = inputs.get(spec.question)
+    if isinstance(question, str) and len(question) > MAX_PROMPT_CHARS:
+        problems.append(schema.Problem(spec.question, "max_length", f"{len(question):,} characters is "
+                                       f"too long; up to {MAX_PROMPT_CHARS:,} are accepted"))
+    elif isinstance(question, str) and "\x00" in question:
+        problems.append(schema.Problem(spec.question, "invalid_character",
+                                       "contains a NUL character (\\0)"))
+    blank = [name for name, value in inputs.items() if value is None]
     problems += [schema.Problem(name, "blank", "is empty") for name in blank]
     try:
-        checked = schema.validate({"image": "pending", "prompt": prompt,
-                                   **{k: v for k, v in params.items() if k not in blank}})
+        checked = model_schema.validate(spec.fields, {**{k: v for k, v in inputs.items() if k not in blank},
+                                                      spec.image: "pending"})
     except schema.InputError as exc:
         problems += exc.problems
     if problems:
         raise schema.InputError(problems)
-    return {**checked, "image": images.to_input(image)}
+    return {**checked, spec.image: images.to_input(image)}
 
 
-def ask(client: Client, inputs: dict[str, Any], stop: threading.Event | None = None) -> Iterator[Progress]:
+def ask(client: Client, inputs: dict[str, Any], *, stop: threading.Event | None = None,
+        model: str | None = None, version: str | None = None) -> Iterator[Progress]:
     """Run one prediction and yield its progress; closing the generator cancels it on the server.
 
-    Setting `stop` cancels the prediction too, and ends the progress with status "canceled" (at
-    once, even before the prediction exists: it is cancelled as soon as it is created). Updates
-    are read on a helper thread so that elapsed time keeps moving while the backend is silent;
-    the thread ends by itself once the prediction is terminal (cancel makes it so).
+    It runs `version` (or `model`'s latest) when given, else the client's own version. Setting
+    `stop` cancels the prediction too, and ends the progress with status "canceled" (at once, even
+    before the prediction exists: it is cancelled as soon as it is created). Updates are read on a
+    helper thread so that elapsed time keeps moving while the backend is silent; the thread ends
+    by itself once the prediction is terminal (cancel makes it so).
     """
     stop = stop or threading.Event()
     started = time.monotonic()
     progress = Progress(status="starting")
-    prediction = client.create(inputs, stream=True)
+    prediction = client.create(inputs, stream=True, model=model, version=version)
     progress = replace(progress, status=prediction.get("status", "starting"), prediction_id=prediction["id"],
                        web_url=(prediction.get("urls") or {}).get("web"))
     updates: queue.Queue = queue.Queue()

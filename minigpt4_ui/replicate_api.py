@@ -146,11 +146,21 @@ class Client:
 
     def create(self, input: dict, *, stream: bool = True, webhook: str | None = None,
                webhook_events_filter: list[str] | None = None,
-               wait: int | bool | None = None) -> dict:
-        """Start a prediction; `wait` (True or 1–60 s) asks the server to hold the answer until done."""
+               wait: int | bool | None = None, model: str | None = None,
+               version: str | None = None) -> dict:
+        """Start a prediction; `wait` (True or 1–60 s) asks the server to hold the answer until done.
+
+        It runs `version` when given, else `model` (`owner/name`, its latest version, through the
+        models predictions route) when given, else this client's own version.
+        """
         if self.upload_large_images:
             input = self._upload_large_image(input)
-        body: dict[str, Any] = {"version": self.version, "input": input, "stream": stream}
+        body: dict[str, Any] = {"input": input, "stream": stream}
+        path = "/v1/predictions"
+        if version or not model:
+            body["version"] = version or self.version
+        else:
+            path = f"/v1/models/{model}/predictions"
         if webhook is not None:
             body["webhook"] = webhook
         if webhook_events_filter is not None:
@@ -161,8 +171,16 @@ class Client:
             seconds = DEFAULT_WAIT if wait is True else int(wait)
             headers["Prefer"] = "wait" if wait is True else f"wait={seconds}"
             read_timeout += seconds
-        return _json(self._send("POST", "/v1/predictions", json_body=body, headers=headers,
+        return _json(self._send("POST", path, json_body=body, headers=headers,
                                 read_timeout=read_timeout))
+
+    def get_model(self, owner: str, name: str) -> dict:
+        """The model, with `latest_version` and its `openapi_schema`."""
+        return _json(self._send("GET", f"/v1/models/{owner}/{name}"))
+
+    def get_version(self, owner: str, name: str, version_id: str) -> dict:
+        """One version of a model, with its `openapi_schema`."""
+        return _json(self._send("GET", f"/v1/models/{owner}/{name}/versions/{version_id}"))
 
     def upload_file(self, content: bytes, *, filename: str = "file",
                     content_type: str = "application/octet-stream",

@@ -1,42 +1,27 @@
-"""The eight inputs of daanelson/minigpt-4, defined once.
+"""The eight inputs of daanelson/minigpt-4, defined once: one ModelSpec among any others.
 
 The UI builds its controls from these, the app validates with them before a call, and the local
 server validates with them on `POST /v1/predictions`. Bounds and defaults are the model's own
-(`predict.py` of the Replicate model and the seed OpenAPI page).
+(`predict.py` of the Replicate model and the seed OpenAPI page). Validation itself is
+`model_schema.validate`, the same code path every other model's inputs go through.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
+from .model_schema import Field, InputError, ModelSpec, Problem
+from . import model_schema
 
-@dataclass(frozen=True)
-class Field:
-    """One model input: its JSON type, default, inclusive bounds and description."""
+__all__ = ["BY_NAME", "FIELDS", "MODEL", "PARAMETERS", "SPEC", "VERSION", "Field", "InputError",
+           "Problem", "defaults", "openapi_input", "validate"]
 
-    name: str
-    label: str
-    type: type  # str, int or float
-    description: str
-    default: Any = None
-    minimum: float | None = None
-    maximum: float | None = None
-    format: str | None = None
-
-    @property
-    def required(self) -> bool:
-        return self.default is None
-
-    @property
-    def json_type(self) -> str:
-        return {str: "string", int: "integer", float: "number"}[self.type]
-
+MODEL = "daanelson/minigpt-4"
+VERSION = "e447a8583cffd86ce3b93f9c2cd24f2eae603d99ace6afa94b33a08e94a3cd06"
 
 FIELDS: tuple[Field, ...] = (
-    Field("image", "Image", str, "Image to discuss", format="uri"),
-    Field("prompt", "Prompt", str, "Prompt for mini-gpt4 regarding input image"),
+    Field("image", "Image", str, "Image to discuss", format="uri", required=True),
+    Field("prompt", "Prompt", str, "Prompt for mini-gpt4 regarding input image", required=True),
     Field("max_length", "Max length", int, "Total length of prompt and output in tokens",
           default=4000, minimum=1),
     Field("max_new_tokens", "Max new tokens", int, "Maximum number of new tokens to generate",
@@ -56,27 +41,7 @@ FIELDS: tuple[Field, ...] = (
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 PARAMETERS: tuple[Field, ...] = tuple(f for f in FIELDS if not f.required)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One invalid field, in the shape of Replicate's `invalid_fields` entries."""
-
-    field: str
-    type: str
-    description: str
-
-    def as_json(self) -> dict:
-        return {"type": self.type, "field": f"input.{self.field}" if self.field else "input",
-                "description": self.description}
-
-
-class InputError(ValueError):
-    """Raised by `validate` with every problem found, not just the first."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("; ".join(f"{p.field or 'input'}: {p.description}" for p in problems))
+SPEC = ModelSpec(model=MODEL, version=VERSION, fields=FIELDS, image="image", question="prompt")
 
 
 def defaults() -> dict[str, Any]:
@@ -84,78 +49,14 @@ def defaults() -> dict[str, Any]:
     return {f.name: f.default for f in PARAMETERS}
 
 
-def _coerce(field: Field, value: Any) -> Any:
-    """Return value as the field's type, or raise TypeError; bools are never numbers."""
-    if field.type is str:
-        if isinstance(value, str):
-            return value
-    elif isinstance(value, bool):
-        pass
-    elif field.type is int:
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
-    raise TypeError(f"Invalid type. Expected: {field.json_type}, given: {type(value).__name__}")
-
-
 def validate(inputs: dict[str, Any]) -> dict[str, Any]:
-    """Check an input dict against the schema; return it complete with defaults.
+    """Check an input dict against MiniGPT-4's inputs; return it complete with defaults.
 
     Raises InputError listing every missing, unknown, mistyped or out-of-range field.
     """
-    problems: list[Problem] = []
-    clean: dict[str, Any] = {}
-    for name in inputs:
-        if name not in BY_NAME:
-            problems.append(Problem(name, "additional_property_not_allowed",
-                                    f"Additional property {name} is not allowed"))
-    for field in FIELDS:
-        value = inputs.get(field.name)
-        if value is None:
-            if field.required:
-                problems.append(Problem("", "required", f"{field.name} is required"))
-            else:
-                clean[field.name] = field.default
-            continue
-        try:
-            value = _coerce(field, value)
-        except TypeError as exc:
-            problems.append(Problem(field.name, "invalid_type", str(exc)))
-            continue
-        if field.required and isinstance(value, str) and not value.strip():
-            problems.append(Problem(field.name, "required", "Must not be empty"))
-            continue
-        if field.minimum is not None and value < field.minimum:
-            problems.append(Problem(field.name, "number_gte",
-                                    f"Must be greater than or equal to {field.minimum:g}"))
-            continue
-        if field.maximum is not None and value > field.maximum:
-            problems.append(Problem(field.name, "number_lte",
-                                    f"Must be less than or equal to {field.maximum:g}"))
-            continue
-        clean[field.name] = value
-    if problems:
-        raise InputError(problems)
-    return clean
+    return model_schema.validate(FIELDS, inputs)
 
 
 def openapi_input() -> dict:
     """The Input schema as Cog publishes it in a version's `openapi_schema`."""
-    properties = {}
-    for order, field in enumerate(FIELDS):
-        prop: dict[str, Any] = {"type": field.json_type, "title": field.label,
-                                "description": field.description, "x-order": order}
-        if field.format:
-            prop["format"] = field.format
-        if not field.required:
-            prop["default"] = field.default
-        if field.minimum is not None:
-            prop["minimum"] = field.minimum
-        if field.maximum is not None:
-            prop["maximum"] = field.maximum
-        properties[field.name] = prop
-    return {"type": "object", "title": "Input", "properties": properties,
-            "required": [f.name for f in FIELDS if f.required]}
+    return model_schema.openapi_input(FIELDS)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from .schema import MODEL as DEFAULT_MODEL, VERSION as DEFAULT_VERSION
+
 DEFAULT_BASE_URL = "https://api.replicate.com"
-DEFAULT_MODEL = "daanelson/minigpt-4"
-DEFAULT_VERSION = "e447a8583cffd86ce3b93f9c2cd24f2eae603d99ace6afa94b33a08e94a3cd06"
 
 
 def parse_version(ref: str) -> tuple[str, str]:

@@ -139,6 +139,10 @@ class Studio:
             address = forwarded.split(",")[0].strip()
         return address
 
+    def api_slot(self, request: gr.Request | None):
+        """The guard's slot for an API call (host-paid ones count against the visitor's hour)."""
+        return self.guard.slot(_session(request), self._visitor(request, None))
+
     def load_url(self, url: str) -> tuple[Any, str]:
         """Fetch and check an image URL; a refused URL keeps the current image and says why."""
         if not url or not url.strip():
@@ -340,7 +344,7 @@ class Studio:
                       repetition_penalty=repetition_penalty, temperature=temperature, top_p=top_p)
         try:
             inputs = chat.build_input(image, prompt, params)
-            with self.guard.slot(_session(request), self._visitor(request, None)):
+            with self.api_slot(request):
                 for progress in chat.ask(self.backend.client, inputs):
                     if progress.status == "failed":
                         raise _error(wording.model_failed(progress.error))

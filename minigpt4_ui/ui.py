@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 from . import schema
+from .ask_model import ModelAsker
 from .backend import Backend
 from .settings import Settings
 from .studio import HISTORY_HEADERS, Studio
@@ -186,6 +187,12 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                              outputs=[account, history_message], **quiet)
         api_trigger.click(studio.ask, inputs=[image, prompt, *api_params], outputs=answer, api_name="ask",
                           concurrency_limit=CONCURRENCY_LIMIT)
+        # Any image + prompt model: its name and its other inputs (a JSON object) as text.
+        asker = ModelAsker(backend.client, slot=studio.api_slot)
+        api_model, api_parameters = gr.Textbox(visible=False), gr.Textbox(visible=False)
+        gr.Button(visible=False).click(asker.ask_model, inputs=[image, prompt, api_model, api_parameters],
+                                       outputs=answer, api_name="ask_model",
+                                       concurrency_limit=CONCURRENCY_LIMIT)
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=settings.max_queue or None)
     return demo
 

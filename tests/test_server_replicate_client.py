@@ -75,3 +75,21 @@ def test_errors_surface_as_replicate_errors(server, png_uri):
         client.predictions.create(version=VERSION,
                                   input={"image": png_uri(8, 8), "prompt": PROMPT, "top_p": 2})
     assert invalid.value.status == 422 and "input.top_p" in invalid.value.detail
+
+
+def test_models_get_reads_the_latest_schema_and_runs_a_stand_in(client, png_uri):
+    model = client.models.get("yorickvp/llava-13b")
+    schema = model.latest_version.openapi_schema["components"]["schemas"]
+    assert set(schema["Input"]["properties"]) == {"image", "prompt", "top_p", "temperature", "max_tokens"}
+    output = client.run(f"yorickvp/llava-13b:{model.latest_version.id}",
+                        input={"image": png_uri(), "prompt": "Write a caption.", "max_tokens": 12})
+    chunks = list(output)  # an iterator model's output comes back as its chunks
+    assert len(chunks) == 12 and "".join(chunks).startswith("A dark blue and white landscape picture")
+    streamed = "".join(str(event) for event in client.stream(
+        "yorickvp/llava-13b", input={"image": png_uri(), "prompt": "Write a caption."}))
+    assert streamed.startswith("A dark blue and white landscape picture") and "not the model" in streamed
+
+
+def test_run_by_model_name_uses_the_models_predictions_route(client, png_uri):
+    output = client.run("andreasjansson/blip-2", input={"image": png_uri(), "caption": True})
+    assert isinstance(output, str) and output.startswith("A dark blue and white landscape picture")

@@ -1,5 +1,5 @@
-"""The HTTP surface: Replicate's /v1 API for daanelson/minigpt-4 (predictions, files, webhooks
-secret, version), errors as problem+json, optional rate limits."""
+"""The HTTP surface: Replicate's /v1 API for the hosted models (predictions, models, versions,
+files, webhooks secret), errors as problem+json, optional rate limits."""
 
 from __future__ import annotations
 
@@ -23,18 +23,16 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import schema
-from ..settings import DEFAULT_VERSION
+from .. import model_schema
 from . import events
+from .catalog import HOSTED, MINIGPT4, HostedModel
 from .images import FileRef
-from .runner import MODEL, TERMINAL, Runner, new_prediction, now
+from .predictors import Predictor
+from .predictors.builtin import StandInPredictor
+from .runner import TERMINAL, Runner, new_prediction, now
 from .store import CursorError, Page, Store
 from .webhooks import DEFAULT_EVENTS, EVENTS, WebhookSender
 
-# The current version and the 2023 one that much code (and MINIGPT4_VERSION) still names.
-VERSIONS = (DEFAULT_VERSION, "b96a2f33cc8e4b0aa23eacfce731b9c41a7d9466d9ed4e167375587b54db9423")
-# The version's real creation date is unknown; the model's creation date stands in.
-VERSION_CREATED_AT = "2023-05-16T00:00:00.000000Z"
 BODY_KEYS = frozenset({"version", "input", "stream", "webhook", "webhook_completed",
                        "webhook_events_filter"})
 MAX_BODY_BYTES = 16_000_000  # a 10 MB image as base64 plus the rest of the body
@@ -83,11 +81,12 @@ def _present(prediction: dict, request: Request | str) -> dict:
                                    "stream": f"{base}/streams/{pid}"}}
 
 
-def _resolve_version(value: object) -> str:
-    """The version id for `<id>` or `daanelson/minigpt-4:<id>`; raises ApiError(422) otherwise."""
-    model, sep, version = value.rpartition(":") if isinstance(value, str) else ("", "", "")
-    if version in VERSIONS and (not sep or model == MODEL):
-        return version
+def _resolve_version(value: object) -> tuple[HostedModel, str]:
+    """The hosted model and version id for `<id>` or `owner/name:<id>`; ApiError(422) otherwise."""
+    ref, sep, version = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    for model in HOSTED.values():
+        if version in model.versions and (not sep or ref == model.ref):
+            return model, version
     raise ApiError(422, "Invalid version or not permitted", INVALID_VERSION)
 
 
@@ -209,14 +208,6 @@ def _token_checker(token: str | None) -> Callable[[Request], None]:
     return require_token
 
 
-def _version_object(version_id: str) -> dict:
-    return {"id": version_id, "created_at": VERSION_CREATED_AT, "cog_version": "0.8.6",
-            "openapi_schema": {
-                "openapi": "3.0.2", "info": {"title": "Cog", "version": "0.1.0"}, "paths": {},
-                "components": {"schemas": {"Input": schema.openapi_input(),
-                                           "Output": {"type": "string", "title": "Output"}}}}}
-
-
 def _listing(request: Request, collection: str, fetch: Callable[[], Page],
              present: Callable[[dict], dict]) -> dict:
     """One page of a collection in Replicate's shape, with absolute `next`/`previous` URLs."""
@@ -235,10 +226,21 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
               rate_limits: RateLimits | None = None, file_ttl_s: float = FILE_TTL_S,
               max_file_bytes: int = MAX_FILE_BYTES,
               lifespan: Callable[[FastAPI], AbstractAsyncContextManager] | None = None) -> FastAPI:
-    """The FastAPI app over a store and a runner; `token=None` turns authentication off."""
+    """The FastAPI app over a store and a runner; `token=None` turns authentication off.
+
+    MiniGPT-4 is answered by the runner's predictor, every other hosted model by its stand-in.
+    """
     app = FastAPI(title="MiniGPT-4 Studio predictions server", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     api = APIRouter(prefix="/v1", dependencies=[Depends(_token_checker(token))])
+    stand_ins: dict[str, Predictor] = {model.ref: StandInPredictor(model.spec)
+                                       for model in HOSTED.values() if model is not MINIGPT4}
+
+    def hosted(owner: str, name: str) -> HostedModel:
+        model = HOSTED.get(f"{owner}/{name}")
+        if model is None:
+            raise ApiError(404, "Not found", NOT_FOUND)
+        return model
 
     def stored(prediction_id: str) -> dict:
         prediction = runner.live(prediction_id) or store.get(prediction_id)
@@ -256,29 +258,32 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
     async def create_prediction(request: Request) -> JSONResponse:
         body = await _json_body(request)
         _check_body(body)
-        return await _create(request, body, _resolve_version(body["version"]))
+        return await _create(request, body, *_resolve_version(body["version"]))
 
     @api.post("/models/{owner}/{name}/predictions", status_code=201)
     async def create_model_prediction(owner: str, name: str, request: Request) -> JSONResponse:
         body = await _json_body(request)
         _check_body(body, with_version=False)
-        if f"{owner}/{name}" != MODEL:
+        model = HOSTED.get(f"{owner}/{name}")
+        if model is None:
             raise ApiError(422, "Invalid version or not permitted", INVALID_VERSION)
-        return await _create(request, body, VERSIONS[0])
+        return await _create(request, body, model, model.latest)
 
-    async def _create(request: Request, body: dict, version: str) -> JSONResponse:
+    async def _create(request: Request, body: dict, model: HostedModel, version: str) -> JSONResponse:
         cancel_after = None
         if request.headers.get("cancel-after") is not None:
             cancel_after = parse_duration(request.headers["cancel-after"])
             if cancel_after is None:
                 raise ApiError(400, "Invalid Cancel-After header",
                                "Cancel-After must be a positive duration such as 30s, 5m or 1h30m")
+        spec = model.spec
         try:
-            inputs = schema.validate(body["input"])
-        except schema.InputError as exc:
+            inputs = model_schema.validate(spec.fields, body["input"])
+        except model_schema.InputError as exc:
             raise _invalid([problem.as_json() for problem in exc.problems]) from exc
-        inputs["image"] = _own_file(inputs["image"], request) or inputs["image"]
-        prediction = new_prediction(version=version, input=body["input"],
+        if spec.image in inputs:
+            inputs[spec.image] = _own_file(inputs[spec.image], request) or inputs[spec.image]
+        prediction = new_prediction(model=model.ref, version=version, input=body["input"],
                                     deadline=None if cancel_after is None else now(cancel_after))
         base = _base_url(request)
         created = _present(prediction, base)  # the runner changes `prediction` from here on
@@ -289,7 +294,9 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
                 url=body.get("webhook"), completed_url=body.get("webhook_completed"),
                 events=DEFAULT_EVENTS if events_filter is None else frozenset(events_filter),
                 present=lambda snapshot: _present(snapshot, base))
-        runner.submit(prediction, inputs, webhook=delivery, cancel_after=cancel_after)
+        runner.submit(prediction, inputs, webhook=delivery, cancel_after=cancel_after,
+                      predictor=stand_ins.get(model.ref), image_field=spec.image,
+                      iterator=spec.streams)
         prefer = _parse_prefer(request.headers.get("prefer"))
         if prefer is None:
             return JSONResponse(created, status_code=201)
@@ -319,11 +326,16 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
         await runner.journal(prediction_id).until_finished(CANCEL_WAIT_S)
         return _present(stored(prediction_id), request)
 
+    @api.get("/models/{owner}/{name}")
+    async def get_model(owner: str, name: str) -> dict:
+        return hosted(owner, name).model_object()
+
     @api.get("/models/{owner}/{name}/versions/{version_id}")
     async def get_version(owner: str, name: str, version_id: str) -> dict:
-        if f"{owner}/{name}" != MODEL or version_id not in VERSIONS:
+        model = hosted(owner, name)
+        if version_id not in model.versions:
             raise ApiError(404, "Not found", NOT_FOUND)
-        return _version_object(version_id)
+        return model.version_object(version_id)
 
     @api.get("/webhooks/default/secret")
     async def webhook_secret() -> dict:

@@ -16,7 +16,7 @@ from typing import Callable
 
 from PIL import Image
 
-from ..settings import DEFAULT_MODEL
+from ..schema import MODEL
 from . import events
 from .events import Journal
 from .images import ImageError, load_image
@@ -24,7 +24,6 @@ from .webhooks import Delivery
 from .predictors import PredictionError, Predictor
 from .store import Store
 
-MODEL = DEFAULT_MODEL
 # `aborted`: the Cancel-After deadline passed before the prediction started (reference §1.2).
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, as in Replicate's newer ids
@@ -42,9 +41,10 @@ def _seconds(start: str, end: str) -> float:
     return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 6)
 
 
-def new_prediction(*, version: str, input: dict, deadline: str | None = None) -> dict:
+def new_prediction(*, version: str, input: dict, deadline: str | None = None,
+                   model: str = MODEL) -> dict:
     """A fresh `starting` prediction object (without `urls`, which depend on the request)."""
-    return {"id": "".join(secrets.choice(ID_ALPHABET) for _ in range(26)), "model": MODEL,
+    return {"id": "".join(secrets.choice(ID_ALPHABET) for _ in range(26)), "model": model,
             "version": version, "input": input, "logs": "", "output": None,
             "data_removed": False, "error": None, "status": "starting", "created_at": now(),
             "started_at": None, "completed_at": None, "source": "api", "metrics": {},
@@ -66,7 +66,8 @@ def replay_journal(prediction: dict) -> Journal:
     if prediction["logs"]:
         journal.append("logs", prediction["logs"])
     if prediction["output"]:
-        journal.append("output", prediction["output"])
+        output = prediction["output"]
+        journal.append("output", "".join(output) if isinstance(output, list) else output)
     if prediction["status"] in TERMINAL:
         for name, data in terminal_events(prediction):
             journal.append(name, data, final=name == "done")
@@ -82,6 +83,9 @@ class _Job:
     lock: threading.Lock = field(default_factory=threading.Lock)
     webhook: Delivery | None = None
     timer: threading.Timer | None = None
+    predictor: Predictor | None = None  # None: the runner's own
+    image_field: str = "image"
+    iterator: bool = False  # output is a list of chunks (Cog's iterator outputs), not one string
 
 
 class Runner:
@@ -110,13 +114,17 @@ class Runner:
                          error="the server stopped before this prediction finished")
 
     def submit(self, prediction: dict, inputs: dict, *, webhook: Delivery | None = None,
-               cancel_after: float | None = None) -> None:
+               cancel_after: float | None = None, predictor: Predictor | None = None,
+               image_field: str = "image", iterator: bool = False) -> None:
         """Store a new prediction and queue it; `inputs` is the validated input with defaults.
 
         `webhook` receives the prediction's events; after `cancel_after` seconds an unfinished
-        prediction is aborted (not started yet) or canceled (running).
+        prediction is aborted (not started yet) or canceled (running). `predictor` answers instead
+        of the runner's own (another hosted model); `image_field` names its image input, which
+        may be absent; `iterator` keeps the output as a list of chunks.
         """
-        job = _Job(prediction=prediction, inputs=inputs, webhook=webhook)
+        job = _Job(prediction=prediction, inputs=inputs, webhook=webhook, predictor=predictor,
+                   image_field=image_field, iterator=iterator)
         self._store.insert(prediction)
         if cancel_after is not None:
             job.timer = threading.Timer(cancel_after, self._deadline, args=(job,))
@@ -193,8 +201,10 @@ class Runner:
             self._store.update(job.prediction)
             self._notify(job, "start")
         try:
-            image = self._load(job.inputs["image"])
-            self._log(job, f"image {image.width}x{image.height} RGB\n")
+            image = None
+            if job.inputs.get(job.image_field) is not None:
+                image = self._load(job.inputs[job.image_field])
+                self._log(job, f"image {image.width}x{image.height} RGB\n")
             completed = self._generate(job, image)
         except (ImageError, PredictionError) as exc:
             self._finish(job, "failed", error=str(exc))
@@ -204,9 +214,9 @@ class Runner:
         else:
             self._finish(job, "succeeded" if completed else "canceled")
 
-    def _generate(self, job: _Job, image: Image.Image) -> bool:
+    def _generate(self, job: _Job, image: Image.Image | None) -> bool:
         """Stream the predictor's chunks into the prediction; False if it was canceled."""
-        chunks = self._predictor.predict(job.inputs, image, lambda line: self._log(job, line),
+        chunks = (job.predictor or self._predictor).predict(job.inputs, image, lambda line: self._log(job, line),
                                          cancel=job.cancel)
         next_at = time.monotonic()
         try:
@@ -225,7 +235,10 @@ class Runner:
         with job.lock:
             if job.prediction["status"] in TERMINAL:
                 return
-            job.prediction["output"] = (job.prediction["output"] or "") + chunk
+            if job.iterator:
+                job.prediction["output"] = [*(job.prediction["output"] or []), chunk]
+            else:
+                job.prediction["output"] = (job.prediction["output"] or "") + chunk
             job.journal.append("output", chunk)
             self._notify(job, "output")
 

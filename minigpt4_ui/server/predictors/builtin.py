@@ -1,9 +1,10 @@
-"""The built-in demo predictor: an honest report of what can be measured in the image.
+"""The built-in demo predictors: an honest report of what can be measured in the image.
 
-It is not MiniGPT-4 and says so. The answer depends only on the prompt and the pixels, so the same
-input always gives the same text; `temperature`, `top_p`, `num_beams`, `repetition_penalty` and
-`max_length` are accepted but cannot change a deterministic answer. `max_new_tokens` is honoured,
-counting one word as one token.
+`BuiltinPredictor` stands in for MiniGPT-4 and `StandInPredictor` for the other hosted models;
+neither is the model it answers for, and both say so. The answer depends only on the question and
+the pixels, so the same input always gives the same text; sampling parameters (`temperature`,
+`top_p`, `num_beams`, …) are accepted but cannot change a deterministic answer. Token limits
+(`max_new_tokens`, llava's `max_tokens`) are honoured, counting one word as one token.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Iterator
 from PIL import Image, ImageStat
 
 from ...conversation import ASSISTANT, HUMAN
+from ...model_schema import ModelSpec
 from . import LogFn
 
 # A small named palette; each thumbnail pixel counts towards its nearest entry.
@@ -120,3 +122,91 @@ class BuiltinPredictor:
         limit = inputs["max_new_tokens"]
         log(f"built-in predictor: {len(chunks)} words, generating up to {limit} tokens\n")
         yield from chunks[:limit]
+
+
+# Questions that ask for a caption, and for a short answer; matched on words, case-insensitively.
+CAPTION_ASK = re.compile(r"\bcaption\b|\btitle\b", re.IGNORECASE)
+SHORT_ASK = re.compile(r"\bone sentence\b|\bshort(ly)?\b|\bbrief(ly)?\b|\bin a (word|few words)\b"
+                       r"|\bone word\b", re.IGNORECASE)
+# The word-count limits stand-ins honour, by input name (one word counts as one token).
+TOKEN_LIMITS = ("max_tokens", "max_new_tokens")
+
+
+def caption(facts: Facts) -> str:
+    """A caption made of measurements: what a stand-in can truthfully say about a picture."""
+    return f"A {_mix(facts)} {_orientation(facts)} picture, {_level(facts)}, {facts.width}×{facts.height}"
+
+
+def stand_in_answer(model: str, question: str, facts: Facts | None, *, wants_caption: bool = False,
+                    earlier: int = 0) -> str:
+    """The reply of the stand-in for `model`: a caption, one sentence or a full report, as asked."""
+    itself = f"(measured by the built-in stand-in for {model}, not the model itself)"
+    if facts is None:
+        return (f"No image was sent, and the built-in stand-in for {model} can only measure images; "
+                "it is not the model itself.")
+    if wants_caption or CAPTION_ASK.search(question):
+        return f"{caption(facts)} {itself}."
+    if SHORT_ASK.search(question):
+        return (f"It is a {facts.width}×{facts.height} {_orientation(facts)} image, mostly "
+                f"{_mix(facts)} {itself}.")
+    quote = " ".join(question.split())
+    if len(quote) > QUOTE_LIMIT:
+        quote = quote[:QUOTE_LIMIT - 1].rstrip() + "…"
+    shares = ", ".join(f"{name} {share}%" for name, share in facts.colours)
+    return (f"You asked: “{quote}”{_follow_up(earlier)}. I am the built-in stand-in for {model}, not "
+            f"the model itself, so I can only report what I can measure rather than describe the "
+            f"scene. This is a {facts.width}×{facts.height} {_orientation(facts)} image, mostly "
+            f"{_mix(facts)} ({shares} of a 64×64 thumbnail). Overall it is {_level(facts)} (mean "
+            f"brightness {facts.brightness}%). For what the picture shows, run {model} on Replicate.")
+
+
+def _orientation(facts: Facts) -> str:
+    return ("square" if facts.width == facts.height
+            else "landscape" if facts.width > facts.height else "portrait")
+
+
+def _mix(facts: Facts) -> str:
+    names = [name for name, _ in facts.colours]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _level(facts: Facts) -> str:
+    return ("dark" if facts.brightness < 35 else "bright" if facts.brightness > 65
+            else "of medium brightness")
+
+
+class StandInPredictor:
+    """Answers for a model whose weights are not here, following its own inputs.
+
+    The question is the input `spec.question` names; a caption comes when asked for one (blip-2's
+    `caption`, BLIP's `image_captioning` task, or the word in the question); earlier turns are
+    counted from `history` (alternating messages) or blip-2's `context` ("Question: … Answer: …").
+    Streaming models answer word by word, the others in one piece, as their real outputs do.
+    """
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    def predict(self, inputs: dict, image: Image.Image | None, log: LogFn,
+                cancel: threading.Event | None = None) -> Iterator[str]:
+        question = inputs.get(self.spec.question) or ""
+        task = inputs.get("task")
+        wants_caption = inputs.get("caption") is True or task == "image_captioning" or (
+            self.spec.question == "question" and not question.strip())
+        earlier = len(inputs.get("history") or []) // 2
+        context = inputs.get("context")
+        if isinstance(context, str):
+            earlier = context.count("Answer:")
+        text = stand_in_answer(self.spec.model, question, None if image is None else measure(image),
+                               wants_caption=wants_caption, earlier=earlier)
+        if task is not None:  # BLIP prefixes its answers with the task's kind
+            text = ("Caption: " if task == "image_captioning" else
+                    "Answer: " if task == "visual_question_answering" else
+                    "Image-text matching cannot be measured by the stand-in: ") + text
+        limit = next((inputs[name] for name in TOKEN_LIMITS if name in inputs), None)
+        chunks = words(text)[:limit]
+        log(f"stand-in for {self.spec.model}: {len(chunks)} words\n")
+        if self.spec.streams:
+            yield from chunks
+        else:
+            yield "".join(chunks)

@@ -1,0 +1,84 @@
+"""The public `ask_model` API: any image + prompt model by `owner/name[:version]`, its other inputs
+as a JSON object, the answer streamed as growing text (like `ask`)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractContextManager
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+
+from . import chat, images
+from .conversation import model_inputs
+from .guard import LimitError
+from .model_refs import ModelRefError, Resolver, UnknownModel
+from .model_schema import InputError, ModelSpec, Problem, UnmappableSchema
+from .replicate_api import Client, ReplicateError
+
+
+def parse_parameters(text: str | None) -> dict[str, Any]:
+    """The `parameters` JSON object ("" means none); raises InputError naming `parameters`."""
+    if not text or not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InputError([Problem("parameters", "invalid_json", f"is not valid JSON ({exc})")]) from None
+    if not isinstance(value, dict):
+        raise InputError([Problem("parameters", "invalid_type", "must be a JSON object, such as "
+                                  '{"temperature": 0.5}')])
+    return value
+
+
+def answers(client: Client, resolver: Resolver, image: str | None, prompt: str, model: str,
+            parameters: str | None) -> Iterator[str]:
+    """Ask `model` (default: the client's MiniGPT-4 version) about `image`; yield the growing answer.
+
+    Raises ModelRefError, UnknownModel, UnmappableSchema, InputError (naming the field and its
+    bound), images.ImageError or ReplicateError; a failed prediction raises ReplicateError with
+    the model's own message.
+    """
+    spec = _spec(client, resolver, model)
+    params = parse_parameters(parameters)
+    for special in {spec.image, spec.question}:
+        if special in params:
+            raise InputError([Problem(special, "duplicate", "is given as its own argument, not "
+                                      "in parameters")])
+    inputs = chat.build_model_input(spec, image, model_inputs(spec, [], prompt, params).inputs)
+    for progress in chat.ask(client, inputs, model=spec.model, version=spec.version):
+        if progress.status == "failed":
+            raise ReplicateError(f"The model failed: {progress.error or 'it gave no reason'}")
+        yield progress.text
+
+
+def _spec(client: Client, resolver: Resolver, model: str) -> ModelSpec:
+    if not model or not model.strip():
+        return resolver.resolve(client, f"{client.model}:{client.version}")
+    return resolver.resolve(client, model)
+
+
+class ModelAsker:
+    """The Gradio handler of `ask_model`: problems become messages, predictions count as `ask`'s do."""
+
+    def __init__(self, client: Client, slot: Callable[[gr.Request | None], AbstractContextManager],
+                 resolver: Resolver | None = None):
+        """`slot(request)` is the session's answer slot (one answer at a time, visitor limits)."""
+        self.client = client
+        self.slot = slot
+        self.resolver = resolver or Resolver()
+
+    def ask_model(self, image: str, prompt: str, model: str, parameters: str,
+                  request: gr.Request = None) -> Iterator[str]:
+        """Answer `prompt` about `image` with `model` (owner/name[:version]); `parameters` is a
+        JSON object of the model's other inputs. Streams the growing answer text."""
+        try:
+            with self.slot(request):
+                yield from answers(self.client, self.resolver, image, prompt, model, parameters)
+        except InputError as exc:
+            raise gr.Error("Please fix: " + "; ".join(f"{p.field or 'input'}: {p.description}"
+                                                      for p in exc.problems),
+                           print_exception=False) from None
+        except (ModelRefError, UnknownModel, UnmappableSchema, images.ImageError, ReplicateError,
+                LimitError) as exc:
+            raise gr.Error(str(exc), print_exception=False) from None

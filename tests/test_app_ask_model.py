@@ -1,0 +1,93 @@
+"""The public `ask_model` endpoint of the running app (`python app.py`), through gradio_client."""
+
+import json
+
+import pytest
+import requests
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from minigpt4_ui.server import start_background
+from minigpt4_ui.server.predictors.builtin import caption, measure
+
+from .apprunner import RunningApp
+
+TOKEN = "r8_ask_model_test_token"
+
+
+@pytest.fixture(scope="module")
+def backend_server():
+    with start_background(token=TOKEN, tokens_per_second=40) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def app(backend_server, tmp_path_factory):
+    running = RunningApp({"REPLICATE_BASE_URL": backend_server.url, "REPLICATE_API_TOKEN": TOKEN},
+                         tmp_path_factory.mktemp("ask-model") / "app.log")
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "green.png"
+    Image.new("RGB", (300, 200), (40, 160, 60)).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def client(app):
+    return Client(app.url, verbose=False)
+
+
+def _latest_prediction(server) -> dict:
+    return requests.get(f"{server.url}/v1/predictions", headers={"Authorization": f"Bearer {TOKEN}"},
+                        timeout=5).json()["results"][0]
+
+
+def test_a_llava_shaped_model_streams_its_answer(client, backend_server, photo):
+    job = client.submit(image=handle_file(photo), prompt="What is in this picture?",
+                        model="yorickvp/llava-13b", parameters=json.dumps({"max_tokens": 30}),
+                        api_name="/ask_model")
+    final = job.result(timeout=60)
+    partials = job.outputs()
+    assert len(partials) > 1 and all(final.startswith(p) for p in partials)
+    assert final.startswith("You asked: “What is in this picture?”. I am the built-in stand-in for "
+                            "yorickvp/llava-13b") and len(final.split()) == 30
+    prediction = _latest_prediction(backend_server)
+    assert prediction["model"] == "yorickvp/llava-13b"
+    assert prediction["input"]["max_tokens"] == 30 and "".join(prediction["output"]) == final
+
+
+def test_a_blip2_shaped_model_answers_its_question_input(client, backend_server, photo):
+    final = client.predict(image=handle_file(photo), prompt="ignored when captioning",
+                           model="andreasjansson/blip-2", parameters='{"caption": true}',
+                           api_name="/ask_model")
+    picture = measure(Image.open(photo).convert("RGB"))  # one flat colour survives the JPEG encoding
+    assert final == (f"{caption(picture)} (measured by the built-in stand-in for andreasjansson/blip-2, "
+                     "not the model itself).")
+    prediction = _latest_prediction(backend_server)
+    assert prediction["input"]["question"] == "ignored when captioning"
+    assert prediction["input"]["caption"] is True
+
+
+@pytest.mark.parametrize("model, parameters, message", [
+    ("andreasjansson/blip-2", '{"temperature": 3}', "temperature: Must be less than or equal to 1"),
+    ("yorickvp/llava-13b", '{"max_tokens": "many"}', "max_tokens: Invalid type. Expected: integer"),
+    ("yorickvp/llava-13b", '{"num_beams": 2}', "num_beams: Additional property num_beams is not allowed"),
+    ("yorickvp/llava-13b", "[1]", "parameters: must be a JSON object"),
+    ("nobody/nothing", "", "nobody/nothing was not found"),
+    ("llava", "", "'llava' is not a model reference: use owner/name or owner/name:version"),
+])
+def test_bad_requests_get_a_message_naming_the_problem(client, photo, model, parameters, message):
+    with pytest.raises(AppError, match=message.replace("[", r"\[")):
+        client.predict(image=handle_file(photo), prompt="Hi", model=model, parameters=parameters,
+                       api_name="/ask_model")
+
+
+def test_without_a_model_it_asks_minigpt4(client, photo):
+    final = client.predict(image=handle_file(photo), prompt="Be brief", model="",
+                           parameters='{"max_new_tokens": 4}', api_name="/ask_model")
+    assert final == "You asked: “Be brief”."
