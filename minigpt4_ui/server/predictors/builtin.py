@@ -75,37 +75,16 @@ _PALETTE_IMAGE = _palette_image()
 
 
 def answer(prompt: str, facts: Facts) -> str:
-    """The full reply text for a prompt and the measured facts.
-
-    A prompt that carries earlier turns (MiniGPT-4's `###Human:` separators) is answered for its
-    last question, and the reply says how many turns came before it.
-    """
+    """MiniGPT-4's stand-in reply to a prompt; earlier turns folded in with `###` count as context."""
     earlier = prompt.count(ASSISTANT.strip())
-    quote = " ".join(prompt.rsplit(HUMAN.strip(), 1)[-1].split())
-    if len(quote) > QUOTE_LIMIT:
-        quote = quote[:QUOTE_LIMIT - 1].rstrip() + "…"
-    orientation = ("square" if facts.width == facts.height
-                   else "landscape" if facts.width > facts.height else "portrait")
-    names = [name for name, _ in facts.colours]
-    mix = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-    shares = ", ".join(f"{name} {share}%" for name, share in facts.colours)
-    level = ("dark" if facts.brightness < 35 else "bright" if facts.brightness > 65
-             else "of medium brightness")
-    contrast = "low" if facts.contrast < 12 else "high" if facts.contrast > 28 else "moderate"
-    return (
-        f"You asked: “{quote}”{_follow_up(earlier)}. I am the built-in demo predictor, not MiniGPT-4, so I can only "
-        f"report what I can measure rather than describe the scene. This is a "
-        f"{facts.width}×{facts.height} {orientation} image, mostly {mix} ({shares} of a "
-        f"64×64 thumbnail). Overall it is {level} (mean brightness {facts.brightness}%) "
-        f"with {contrast} contrast ({facts.contrast}%). For a real description of what the "
-        f"picture shows, ask MiniGPT-4 itself on Replicate."
-    )
+    question = prompt.rsplit(HUMAN.strip(), 1)[-1]
+    return stand_in_answer("MiniGPT-4", question, facts, earlier=earlier)
 
 
 def _follow_up(earlier: int) -> str:
     if not earlier:
         return ""
-    return f", following {earlier} earlier turn{'s' * (earlier > 1)} of our conversation"
+    return f" (after {earlier} earlier turn{'s' * (earlier > 1)})"
 
 
 def words(text: str) -> list[str]:
@@ -124,40 +103,56 @@ class BuiltinPredictor:
         yield from chunks[:limit]
 
 
-# Questions that ask for a caption, and for a short answer; matched on words, case-insensitively.
+# What a question asks for, matched on words, case-insensitively: the answer follows the first match.
 CAPTION_ASK = re.compile(r"\bcaption\b|\btitle\b", re.IGNORECASE)
 SHORT_ASK = re.compile(r"\bone sentence\b|\bshort(ly)?\b|\bbrief(ly)?\b|\bin a (word|few words)\b"
                        r"|\bone word\b", re.IGNORECASE)
+COLOUR_ASK = re.compile(r"\bcolou?rs?\b", re.IGNORECASE)
+SIZE_ASK = re.compile(r"\b(size|big|large|small|resolution|dimensions?|pixels?|wide|tall)\b", re.IGNORECASE)
+LIGHT_ASK = re.compile(r"\b(bright|brightness|dark|light|lit|contrast|exposure)\b", re.IGNORECASE)
 # The word-count limits stand-ins honour, by input name (one word counts as one token).
 TOKEN_LIMITS = ("max_tokens", "max_new_tokens")
 
 
 def caption(facts: Facts) -> str:
     """A caption made of measurements: what a stand-in can truthfully say about a picture."""
-    return f"A {_mix(facts)} {_orientation(facts)} picture, {_level(facts)}, {facts.width}×{facts.height}"
+    mix = _mix(facts)
+    article = "An" if mix[0] in "aeiou" else "A"
+    return f"{article} {mix} {_orientation(facts)} picture, {_level(facts)}, {facts.width}×{facts.height}"
 
 
 def stand_in_answer(model: str, question: str, facts: Facts | None, *, wants_caption: bool = False,
                     earlier: int = 0) -> str:
-    """The reply of the stand-in for `model`: a caption, one sentence or a full report, as asked."""
-    itself = f"(measured by the built-in stand-in for {model}, not the model itself)"
+    """The stand-in's reply for `model`, shaped by the question: a caption, one sentence, the
+    colours, the size, the light, or else a full report of what it measured."""
+    itself = f"measured by the built-in stand-in for {model}, not {model} itself"
     if facts is None:
         return (f"No image was sent, and the built-in stand-in for {model} can only measure images; "
-                "it is not the model itself.")
-    if wants_caption or CAPTION_ASK.search(question):
-        return f"{caption(facts)} {itself}."
-    if SHORT_ASK.search(question):
-        return (f"It is a {facts.width}×{facts.height} {_orientation(facts)} image, mostly "
-                f"{_mix(facts)} {itself}.")
-    quote = " ".join(question.split())
-    if len(quote) > QUOTE_LIMIT:
-        quote = quote[:QUOTE_LIMIT - 1].rstrip() + "…"
+                f"it is not {model} itself.")
     shares = ", ".join(f"{name} {share}%" for name, share in facts.colours)
-    return (f"You asked: “{quote}”{_follow_up(earlier)}. I am the built-in stand-in for {model}, not "
-            f"the model itself, so I can only report what I can measure rather than describe the "
-            f"scene. This is a {facts.width}×{facts.height} {_orientation(facts)} image, mostly "
-            f"{_mix(facts)} ({shares} of a 64×64 thumbnail). Overall it is {_level(facts)} (mean "
-            f"brightness {facts.brightness}%). For what the picture shows, run {model} on Replicate.")
+    if wants_caption or CAPTION_ASK.search(question):
+        return f"{caption(facts)} ({itself})."
+    if SHORT_ASK.search(question):
+        return f"It is a {facts.width}×{facts.height} {_orientation(facts)} image, mostly {_mix(facts)} ({itself})."
+    if COLOUR_ASK.search(question):
+        return (f"Mostly {_mix(facts)}: {shares} of a 64×64 thumbnail{_follow_up(earlier)}. That is "
+                f"{itself}; it cannot tell which object has which colour.")
+    if SIZE_ASK.search(question):
+        return (f"The image is {facts.width}×{facts.height} pixels, {_orientation(facts)}, as received"
+                f"{_follow_up(earlier)}. It says nothing about how big things in "
+                f"it are: that was {itself}.")
+    if LIGHT_ASK.search(question):
+        return (f"It is {_level(facts)}: mean brightness {facts.brightness}%, {_contrast(facts)} contrast "
+                f"({facts.contrast}%){_follow_up(earlier)}; {itself}.")
+    return (f"This {facts.width}×{facts.height} {_orientation(facts)} image is mostly {_mix(facts)} "
+            f"({shares} of a 64×64 thumbnail), {_level(facts)} (mean brightness {facts.brightness}%) "
+            f"with {_contrast(facts)} contrast ({facts.contrast}%){_follow_up(earlier)}. That is all "
+            f"the built-in stand-in can measure; it is not {model}, so it cannot say what the picture "
+            f"shows. Ask {model} itself for that.")
+
+
+def _contrast(facts: Facts) -> str:
+    return "low" if facts.contrast < 12 else "high" if facts.contrast > 28 else "moderate"
 
 
 def _orientation(facts: Facts) -> str:
