@@ -36,7 +36,7 @@ def main() -> None:
         # Server name and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when set.
         # Gradio keeps every session's state (a copy of each component's config, ~150 KB here)
         # for an hour after it ends; the cap bounds that memory on a busy public host.
-        ui.build(connected, settings).launch(theme=ui.THEME, css=ui.CSS,
+        ui.build(connected, settings).launch(theme=ui.THEME, css=ui.CSS, head=ui.HEAD,
                                              max_file_size=f"{settings.max_upload_mb}mb",
                                              state_session_capacity=SESSION_CAPACITY)
     finally:

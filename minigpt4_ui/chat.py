@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 from . import images, model_schema, schema
 from .model_schema import ModelSpec
-from .replicate_api import TERMINAL, Client, ReplicateError
+from .replicate_api import TERMINAL, Client, ReplicateError, Update
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,8 @@ def ask(client: Client, inputs: dict[str, Any], *, stop: threading.Event | None 
             yield progress
         while not progress.finished:
             if stop.is_set():
-                _cancel_quietly(client, progress.prediction_id)
-                progress = replace(progress, status="canceled", elapsed=time.monotonic() - started)
-                yield progress
+                yield _stopped(progress, _cancel_quietly(client, progress.prediction_id),
+                               elapsed=time.monotonic() - started)
                 return
             try:
                 item = updates.get(timeout=STOP_POLL_SECONDS)
@@ -137,11 +136,21 @@ def _apply(progress: Progress, update, *, elapsed: float) -> Progress:
                    predict_time=predict_time if predict_time is not None else progress.predict_time)
 
 
-def _cancel_quietly(client: Client, prediction_id: str | None) -> None:
-    """Best effort: the user has gone, so there is nobody to show a cancel failure to."""
+def _stopped(progress: Progress, prediction: dict | None, *, elapsed: float) -> Progress:
+    """The end after Stop: canceled, unless the prediction had already finished when Stop came."""
+    status = (prediction or {}).get("status")
+    if status in TERMINAL and status != "canceled":
+        return _apply(progress, Update(status=status, prediction=prediction, error=prediction.get("error")),
+                      elapsed=elapsed)
+    return replace(progress, status="canceled", elapsed=elapsed)
+
+
+def _cancel_quietly(client: Client, prediction_id: str | None) -> dict | None:
+    """Cancel and return the prediction as it then is; best effort (a failure is only logged)."""
     if prediction_id is None:
-        return
+        return None
     try:
-        client.cancel(prediction_id)
+        return client.cancel(prediction_id)
     except ReplicateError as exc:
         log.warning("could not cancel prediction %s: %s", prediction_id, exc)
+        return None

@@ -36,7 +36,21 @@ THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate").set(
     block_title_text_color="*neutral_800",
     body_text_color_subdued="*neutral_600",
     body_text_color_subdued_dark="*neutral_300",
+    button_primary_background_fill="*primary_600",
+    button_primary_background_fill_hover="*primary_700",
 )
+# Two of Gradio's own buttons have no accessible name: the image in a question (it opens a
+# preview) and the arrow that opens a status block. Name them as they appear.
+HEAD = """<script>
+new MutationObserver(() => {
+  for (const button of document.querySelectorAll("button:not([data-named])")) {
+    if ((button.getAttribute("aria-label") || button.innerText || button.title || "").trim()) continue;
+    if (button.querySelector("img")) button.setAttribute("aria-label", "Show the image larger");
+    else if (button.querySelector(".dropdown-arrow")) button.setAttribute("aria-label", "Show or hide the details");
+    button.dataset.named = "1";
+  }
+}).observe(document.documentElement, {childList: true, subtree: true});
+</script>"""
 CSS = """
 #header { align-items: center; }
 #header h1 { margin: 0; font-size: 1.4rem; }
@@ -111,7 +125,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         message = gr.Markdown("", elem_id="message")
         with gr.Row(elem_id="composer", equal_height=False):
             image = _unopened(gr.Image(label="Image", type="filepath", image_mode=None, height=170,
-                                       sources=["upload", "webcam", "clipboard"], elem_id="image",
+                                       sources=["upload", "webcam", "clipboard"], elem_id="image", buttons=[],
                                        scale=1, min_width=200))
             with gr.Column(scale=3, min_width=260):
                 prompt = gr.Textbox(label="Your question", lines=1, max_lines=8, elem_id="prompt",
