@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import schema
+from .. import openapi_input, schema
 from ..settings import DEFAULT_VERSION
 from . import events
 from .images import FileRef
@@ -209,12 +209,15 @@ def _token_checker(token: str | None) -> Callable[[Request], None]:
     return require_token
 
 
-def _version_object(version_id: str) -> dict:
+def _version_object(version_id: str, document: dict | None = None) -> dict:
+    """The version, with MiniGPT-4's schema or the Input of a fronted model's own `document`."""
+    document = document or {"openapi": "3.0.2", "info": {"title": "Cog", "version": "0.1.0"},
+                            "paths": {}, "components": {"schemas": {"Input": schema.openapi_input()}}}
+    components = document.get("components") or {}
+    # Output is what this server answers, one string, whatever the model's own Output is.
+    schemas = {**components.get("schemas", {}), "Output": {"type": "string", "title": "Output"}}
     return {"id": version_id, "created_at": VERSION_CREATED_AT, "cog_version": "0.8.6",
-            "openapi_schema": {
-                "openapi": "3.0.2", "info": {"title": "Cog", "version": "0.1.0"}, "paths": {},
-                "components": {"schemas": {"Input": schema.openapi_input(),
-                                           "Output": {"type": "string", "title": "Output"}}}}}
+            "openapi_schema": {**document, "components": {**components, "schemas": schemas}}}
 
 
 def _listing(request: Request, collection: str, fetch: Callable[[], Page],
@@ -234,8 +237,13 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
               heartbeat_seconds: float, webhooks: WebhookSender | None = None,
               rate_limits: RateLimits | None = None, file_ttl_s: float = FILE_TTL_S,
               max_file_bytes: int = MAX_FILE_BYTES,
-              lifespan: Callable[[FastAPI], AbstractAsyncContextManager] | None = None) -> FastAPI:
-    """The FastAPI app over a store and a runner; `token=None` turns authentication off."""
+              lifespan: Callable[[FastAPI], AbstractAsyncContextManager] | None = None,
+              openapi_schema: Callable[[], dict | None] = lambda: None) -> FastAPI:
+    """The FastAPI app over a store and a runner; `token=None` turns authentication off.
+
+    `openapi_schema()` is the fronted model's own OpenAPI document, if it has one: inputs are
+    then validated against its Input, and versions publish it; else MiniGPT-4's schema serves.
+    """
     app = FastAPI(title="MiniGPT-4 Studio predictions server", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     api = APIRouter(prefix="/v1", dependencies=[Depends(_token_checker(token))])
@@ -273,8 +281,10 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
             if cancel_after is None:
                 raise ApiError(400, "Invalid Cancel-After header",
                                "Cancel-After must be a positive duration such as 30s, 5m or 1h30m")
+        document = openapi_schema()
         try:
-            inputs = schema.validate(body["input"])
+            inputs = (schema.validate(body["input"]) if document is None
+                      else openapi_input.validate(document, body["input"]))
         except schema.InputError as exc:
             raise _invalid([problem.as_json() for problem in exc.problems]) from exc
         inputs["image"] = _own_file(inputs["image"], request) or inputs["image"]
@@ -323,7 +333,7 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
     async def get_version(owner: str, name: str, version_id: str) -> dict:
         if f"{owner}/{name}" != MODEL or version_id not in VERSIONS:
             raise ApiError(404, "Not found", NOT_FOUND)
-        return _version_object(version_id)
+        return _version_object(version_id, openapi_schema())
 
     @api.get("/webhooks/default/secret")
     async def webhook_secret() -> dict:
