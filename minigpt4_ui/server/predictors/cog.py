@@ -12,8 +12,9 @@ prediction ends. `POST /predictions/{id}/cancel` cancels either. 409 means every
 
 With a callback URL (an address where the container can reach this process) answers stream;
 without one, or when no webhook arrives, each prediction is one synchronous `PUT` whose answer
-arrives whole. Behind a load balancer any instance may answer, so a 409 is retried, and a cancel
-that lands on an instance without the prediction (404) is sent again.
+arrives whole. Behind a load balancer any instance may answer, so a 409 is retried (on a new
+connection, for balancers that balance connections), and a cancel that lands on an instance
+without the prediction (404) is sent again.
 """
 
 from __future__ import annotations
@@ -149,8 +150,11 @@ class CogPredictor:
             except requests.RequestException:
                 response = None
             if response is not None and response.status_code == 200:
-                document = response.json()
-                inputs = ((document.get("components") or {}).get("schemas") or {}).get("Input") or {}
+                try:
+                    document = response.json()
+                    inputs = document["components"]["schemas"]["Input"]
+                except (ValueError, KeyError, TypeError):
+                    inputs = {}
                 if {"image", "prompt"} <= set(inputs.get("properties") or ()):
                     self._document = document
                 else:
@@ -178,6 +182,9 @@ class _Call:
         self.heard = False  # a webhook arrived
         self.ended = False  # the container reported a final state
         self.lost_since: float | None = None
+        # After a 409 (or a cancel's 404) the next request opens a new connection, so that a
+        # balancer that balances connections (a Kubernetes Service) can pick another instance.
+        self.new_connection = False
         self.logs = ""
         self.text = ""
         self.notes: set[str] = set()
@@ -285,8 +292,12 @@ class _Call:
     def _put(self, body: dict, headers: dict, read_timeout: float | None = CONNECT_S
              ) -> requests.Response:
         return self.owner._session.put(f"{self.url}/predictions/{self.id}",
-                                       json={"id": self.id, **body}, headers=headers,
+                                       json={"id": self.id, **body},
+                                       headers={**headers, **self._connection_header()},
                                        timeout=(CONNECT_S, read_timeout))
+
+    def _connection_header(self) -> dict:
+        return {"Connection": "close"} if self.new_connection else {}
 
     def _submit(self, attempt: Callable[[], object]) -> object:
         """Retry `attempt` through unreachability, setup and busy slots; None if canceled.
@@ -313,6 +324,7 @@ class _Call:
             unreachable_since = None
             if response is _RUNNING:
                 return response
+            self.new_connection = response.status_code == 409
             if response.status_code in (409, 503):
                 waiting_since = waiting_since or time.monotonic()
                 if response.status_code == 409:
@@ -410,6 +422,7 @@ class _Call:
         for _ in range(CANCEL_ATTEMPTS):
             try:
                 response = self.owner._session.post(f"{self.url}/predictions/{self.id}/cancel",
+                                                    headers=self._connection_header(),
                                                     timeout=CONNECT_S)
             except requests.RequestException as exc:
                 logger.warning("could not cancel %s in %s: %s", self.id, self.url, _reason(exc))
@@ -417,6 +430,7 @@ class _Call:
             if response.status_code != 404:
                 break
             # 404: it has ended, or a load balancer sent the cancel to another instance.
+            self.new_connection = True
             if _ended(answers, timeout=POLL_S):
                 return
         if confirm:
