@@ -1,4 +1,5 @@
-"""MiniGPT-4 Studio: `python app.py [--local-model PATH_OR_ID]` (also the Hugging Face Spaces entry point)."""
+"""MiniGPT-4 Studio: `python app.py [--local-model PATH_OR_ID | --cog URL]` (also the Hugging Face
+Spaces entry point)."""
 
 import argparse
 import sys
@@ -20,6 +21,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--allow-download", action="store_true",
                         help="let --local-model download from the Hugging Face hub "
                              "(also MINIGPT4_ALLOW_DOWNLOAD=1); offline by default")
+    parser.add_argument("--cog", metavar="URL",
+                        help="answer with the model in the Cog container at URL, e.g. MiniGPT-4 on "
+                             "this machine's GPU at http://127.0.0.1:5000 (also MINIGPT4_COG_URL)")
+    parser.add_argument("--cog-callback-url", metavar="URL",
+                        help="http://HOST:PORT where the container can reach this app, so answers "
+                             "stream (e.g. http://172.17.0.1:5001 from Docker's bridge; port 0: "
+                             "any; also MINIGPT4_COG_CALLBACK_URL); without it they arrive whole")
     return parser.parse_args(argv)
 
 
@@ -27,7 +35,9 @@ def main() -> None:
     args = parse_args()
     settings = Settings.from_env()
     settings = replace(settings, local_model=args.local_model or settings.local_model,
-                       allow_download=args.allow_download or settings.allow_download)
+                       allow_download=args.allow_download or settings.allow_download,
+                       cog_url=args.cog or settings.cog_url,
+                       cog_callback_url=args.cog_callback_url or settings.cog_callback_url)
     try:
         connected = backend.connect(settings)
     except PredictionError as exc:  # the local model is missing or cannot load

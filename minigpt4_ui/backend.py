@@ -46,12 +46,25 @@ def local_model_notice(name: str) -> str:
             f"[MiniGPT-4]({MODEL_PAGE}). To ask MiniGPT-4, add your Replicate token under *Settings and history*.")
 
 
-def connect(settings: Settings) -> Backend:
-    """Use Replicate (or REPLICATE_BASE_URL) when configured, else start the embedded server.
+def cog_notice(url: str, streams: bool) -> str:
+    how = ("Answers stream as the model writes them." if streams else
+           "Answers arrive whole: the container has no callback address (`--cog-callback-url`) "
+           "to send progress to.")
+    return (f"**Self-hosted model:** answers come from the Cog container at `{url}`; images stay "
+            f"on your machines. {how} While the container boots (minutes for MiniGPT-4's "
+            "weights) questions wait in *Starting*, with its setup logs.")
 
+
+def connect(settings: Settings) -> Backend:
+    """Use a Cog container when one is named, else Replicate (or REPLICATE_BASE_URL) when
+    configured, else the embedded server with its own predictor.
+
+    A Cog container is fronted by the embedded server, so the app speaks Replicate's API to it.
     The embedded server runs `settings.local_model` when one is given (loaded now, so a missing
     model fails at start-up with LocalModelError), else the built-in predictor.
     """
+    if settings.cog_url:
+        return _embedded(settings)
     if settings.token or settings.base_url != DEFAULT_BASE_URL:
         if settings.local_model:
             log.warning("a predictions API is configured, so the local model %s is not used",
@@ -61,11 +74,28 @@ def connect(settings: Settings) -> Backend:
         return Backend(client=Client.from_settings(settings), embedded=False,
                        notice=notice)
 
+    return _embedded(settings)
+
+
+def _embedded(settings: Settings) -> Backend:
     from .server import start_background  # only the embedded case needs the server code
 
     options: dict = {"tokens_per_second": settings.tokens_per_second}
     notice = EMBEDDED_NOTICE
-    if settings.local_model:
+    close_predictor: Callable[[], None] = lambda: None
+    if settings.cog_url:
+        from .server.predictors.cog import CogPredictor
+
+        if settings.token or settings.local_model:
+            # Images must not leave for Replicate just because a token is in the environment.
+            log.warning("a Cog container is named, so REPLICATE_API_TOKEN and --local-model are "
+                        "not used")
+        cog = CogPredictor(settings.cog_url, callback_url=settings.cog_callback_url)
+        options = {"predictor": cog, "openapi_schema": cog.openapi_schema,
+                   "tokens_per_second": None}
+        notice = cog_notice(settings.cog_url, cog.streams)
+        close_predictor = cog.close
+    elif settings.local_model:
         from .server.predictors.smolvlm import SmolVLMPredictor
 
         predictor = SmolVLMPredictor(settings.local_model, allow_download=settings.allow_download)
@@ -83,6 +113,7 @@ def connect(settings: Settings) -> Backend:
 
     def close() -> None:
         server.close()
+        close_predictor()
         folder.cleanup()
 
     local = replace(settings, token=token, base_url=server.url)

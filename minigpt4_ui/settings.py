@@ -44,6 +44,10 @@ class Settings:
     allow_download: bool = False
     # Behind Hugging Face's proxy the visitor's address is the first X-Forwarded-For entry.
     behind_proxy: bool = False
+    # A Cog container serving the model (e.g. MiniGPT-4 on this machine's GPU), and the
+    # http://HOST:PORT where it can reach this app for progress webhooks.
+    cog_url: str | None = None
+    cog_callback_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -60,7 +64,9 @@ class Settings:
                    api_timeout=_positive(env, "MINIGPT4_API_TIMEOUT") or 30.0,
                    local_model=env.get("MINIGPT4_LOCAL_MODEL") or None,
                    allow_download=_flag(env, "MINIGPT4_ALLOW_DOWNLOAD"),
-                   behind_proxy=bool(env.get("SPACE_ID")))
+                   behind_proxy=bool(env.get("SPACE_ID")),
+                   cog_url=env.get("MINIGPT4_COG_URL") or None,
+                   cog_callback_url=env.get("MINIGPT4_COG_CALLBACK_URL") or None)
 
 
 def _positive(env: dict[str, str], name: str) -> float | None:

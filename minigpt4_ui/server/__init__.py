@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import AsyncIterator, Iterable
+from typing import AsyncIterator, Callable, Iterable
 
 import uvicorn
 from fastapi import FastAPI
@@ -33,13 +33,15 @@ def create_app(*, token: str | None = None, db_path: str = ":memory:",
                webhook_retry_delays: Iterable[float] = RETRY_DELAYS_S,
                webhook_throttle_seconds: float = THROTTLE_S,
                rate_limits: RateLimits | None = None, file_ttl_seconds: float = FILE_TTL_S,
-               max_concurrent_predictions: int = 64) -> FastAPI:
+               max_concurrent_predictions: int = 64,
+               openapi_schema: Callable[[], dict | None] = lambda: None) -> FastAPI:
     """A ready app with its own store and runner; both close when the app's lifespan ends.
 
     `allow_hosts`: image URLs on these hosts/IPs/CIDR networks may be fetched even though they
     are loopback, private or link-local (default: only public addresses; `("*",)` allows all).
     `webhook_secret`: the `whsec_…` signing key (default: one generated and kept in the database).
     `rate_limits`: per-minute limits answered with 429 (default: none, as fits an embedded server).
+    `openapi_schema()`: the predictor's model's own OpenAPI document, if any (a Cog container's).
     """
     store = Store(db_path)
     policy = UrlPolicy(tuple(allow_hosts))
@@ -61,7 +63,8 @@ def create_app(*, token: str | None = None, db_path: str = ":memory:",
 
     app = build_app(store=store, runner=runner, token=token, page_size=page_size,
                     heartbeat_seconds=heartbeat_seconds, webhooks=webhooks,
-                    rate_limits=rate_limits, file_ttl_s=file_ttl_seconds, lifespan=lifespan)
+                    rate_limits=rate_limits, file_ttl_s=file_ttl_seconds, lifespan=lifespan,
+                    openapi_schema=openapi_schema)
     app.state.runner = runner
     app.state.webhooks = webhooks
     return app

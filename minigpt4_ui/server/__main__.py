@@ -7,6 +7,7 @@ import os
 import threading
 
 from . import RateLimits, start_background
+from .predictors.cog import CogPredictor
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,20 +28,37 @@ def main(argv: list[str] | None = None) -> None:
                         help="429 after this many prediction creations a minute (default: off)")
     parser.add_argument("--rate-limit", type=int, default=None, metavar="PER_MINUTE",
                         help="429 after this many other requests a minute (default: off)")
+    parser.add_argument("--cog", metavar="URL", default=os.environ.get("MINIGPT4_COG_URL"),
+                        help="answer with the Cog container at URL, e.g. http://127.0.0.1:5000 "
+                             "(default: $MINIGPT4_COG_URL; none = the built-in predictor)")
+    parser.add_argument("--cog-callback-url", metavar="URL",
+                        default=os.environ.get("MINIGPT4_COG_CALLBACK_URL"),
+                        help="http://HOST:PORT where the container can reach this process for "
+                             "progress webhooks, e.g. http://172.17.0.1:5001 for Docker's bridge "
+                             "(port 0: any); without it answers arrive whole")
     args = parser.parse_args(argv)
+    options: dict = {}
+    if args.cog:
+        cog = CogPredictor(args.cog, callback_url=args.cog_callback_url)
+        options = {"predictor": cog, "openapi_schema": cog.openapi_schema}
     server = start_background(host=args.host, port=args.port, token=args.token, db_path=args.db,
                               tokens_per_second=args.tokens_per_second,
                               allow_hosts=tuple(args.allow_host),
                               webhook_secret=args.webhook_secret,
-                              rate_limits=RateLimits(args.rate_limit_create, args.rate_limit))
+                              rate_limits=RateLimits(args.rate_limit_create, args.rate_limit),
+                              **options)
     auth = "token required" if args.token else "no token required"
-    print(f"MiniGPT-4 predictions server on {server.url} ({auth}); Ctrl-C stops it", flush=True)
+    model = f"the Cog container at {args.cog}" if args.cog else "the built-in predictor"
+    print(f"MiniGPT-4 predictions server on {server.url} ({auth}), answering with {model}; "
+          "Ctrl-C stops it", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
+        if args.cog:
+            cog.close()
 
 
 if __name__ == "__main__":

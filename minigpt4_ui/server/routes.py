@@ -208,6 +208,20 @@ def _token_checker(token: str | None) -> Callable[[Request], None]:
     return require_token
 
 
+def _fronted(model: HostedModel, document: dict | None) -> tuple[model_schema.ModelSpec, dict]:
+    """MiniGPT-4's spec and version document, or those of the container it fronts, when it has a
+    schema this app can use; Output stays one string, which is what this server answers."""
+    if model is not MINIGPT4 or document is None:
+        return model.spec, model.openapi_schema()
+    try:
+        spec = model_schema.read_schema(document, model=model.ref, version=model.latest)
+    except model_schema.UnmappableSchema:
+        return model.spec, model.openapi_schema()
+    components = document.get("components") or {}
+    schemas = {**components.get("schemas", {}), "Output": {"type": "string", "title": "Output"}}
+    return spec, {**document, "components": {**components, "schemas": schemas}}
+
+
 def _listing(request: Request, collection: str, fetch: Callable[[], Page],
              present: Callable[[dict], dict]) -> dict:
     """One page of a collection in Replicate's shape, with absolute `next`/`previous` URLs."""
@@ -225,10 +239,13 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
               heartbeat_seconds: float, webhooks: WebhookSender | None = None,
               rate_limits: RateLimits | None = None, file_ttl_s: float = FILE_TTL_S,
               max_file_bytes: int = MAX_FILE_BYTES,
-              lifespan: Callable[[FastAPI], AbstractAsyncContextManager] | None = None) -> FastAPI:
+              lifespan: Callable[[FastAPI], AbstractAsyncContextManager] | None = None,
+              openapi_schema: Callable[[], dict | None] = lambda: None) -> FastAPI:
     """The FastAPI app over a store and a runner; `token=None` turns authentication off.
 
-    MiniGPT-4 is answered by the runner's predictor, every other hosted model by its stand-in.
+    `openapi_schema()` is the fronted model's own OpenAPI document, if it has one: inputs are
+    then validated against its Input, and versions publish it; else MiniGPT-4's schema serves.
+    Every other hosted model is answered by its stand-in.
     """
     app = FastAPI(title="MiniGPT-4 Studio predictions server", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
@@ -276,7 +293,7 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
             if cancel_after is None:
                 raise ApiError(400, "Invalid Cancel-After header",
                                "Cancel-After must be a positive duration such as 30s, 5m or 1h30m")
-        spec = model.spec
+        spec, _ = _fronted(model, openapi_schema())
         try:
             inputs = model_schema.validate(spec.fields, body["input"])
         except model_schema.InputError as exc:
@@ -335,7 +352,8 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
         model = hosted(owner, name)
         if version_id not in model.versions:
             raise ApiError(404, "Not found", NOT_FOUND)
-        return model.version_object(version_id)
+        _, document = _fronted(model, openapi_schema())
+        return {**model.version_object(version_id), "openapi_schema": document}
 
     @api.get("/webhooks/default/secret")
     async def webhook_secret() -> dict:

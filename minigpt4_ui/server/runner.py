@@ -194,12 +194,11 @@ class Runner:
             del self._journals[pid]
 
     def _run(self, job: _Job) -> None:
-        with job.lock:
-            if job.prediction["status"] != "starting":
-                return  # canceled while queued
-            job.prediction.update(status="processing", started_at=now())
-            self._store.update(job.prediction)
-            self._notify(job, "start")
+        # A predictor that `reports_start` (a remote model that may be booting or busy) says
+        # itself when the prediction leaves `starting`.
+        reports_start = getattr(self._predictor, "reports_start", False)
+        if job.cancel.is_set() or not (reports_start or self._start(job)):
+            return  # canceled while queued
         try:
             image = None
             if job.inputs.get(job.image_field) is not None:
@@ -214,10 +213,22 @@ class Runner:
         else:
             self._finish(job, "succeeded" if completed else "canceled")
 
+    def _start(self, job: _Job) -> bool:
+        """Move a `starting` prediction to `processing`; False if it has already ended."""
+        with job.lock:
+            if job.prediction["status"] != "starting":
+                return False
+            job.prediction.update(status="processing", started_at=now())
+            self._store.update(job.prediction)
+            self._notify(job, "start")
+            return True
+
     def _generate(self, job: _Job, image: Image.Image | None) -> bool:
         """Stream the predictor's chunks into the prediction; False if it was canceled."""
-        chunks = (job.predictor or self._predictor).predict(job.inputs, image, lambda line: self._log(job, line),
-                                         cancel=job.cancel)
+        predictor = job.predictor or self._predictor
+        extra = {"started": lambda: self._start(job)} if getattr(predictor, "reports_start", False) else {}
+        chunks = predictor.predict(job.inputs, image, lambda line: self._log(job, line),
+                                         cancel=job.cancel, **extra)
         next_at = time.monotonic()
         try:
             for chunk in chunks:

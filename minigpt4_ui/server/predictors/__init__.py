@@ -23,6 +23,8 @@ class Predictor(Protocol):
 
         `inputs` is validated and complete with defaults. `log` appends a line to the
         prediction's logs. To cancel, the runner sets `cancel` and closes the generator; a
-        predictor busy between chunks can watch `cancel` to stop sooner.
+        predictor busy between chunks can watch `cancel` to stop sooner. A predictor with
+        `reports_start = True` also gets `started`, to call when the model begins (until then
+        the prediction stays `starting`).
         """
         ...
