@@ -1,7 +1,8 @@
-"""Take the README screenshot: `python -m tests.e2e.screenshot [out.png]` (default assets/screenshot.png).
+"""Take the README screenshots: `python -m tests.e2e.screenshot [folder]` (default assets/).
 
-Starts `python app.py` on its embedded demo backend (no token), uploads assets/coffee.jpg, asks a
-question, waits for the whole answer, and saves a 1400×1000 screenshot of the page.
+Starts `python app.py` on its embedded demo backend (no token). screenshot.png: a laptop
+(1366×900) after asking about assets/coffee.jpg and waiting for the whole answer.
+screenshot-phone.png: the first screen on a phone (390×844), examples in the empty chat.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from . import chromium
 
 QUESTION = "What drink is this, and how would I make it at home?"
 IMAGE = ROOT / "assets" / "coffee.jpg"
-DEFAULT_OUT = ROOT / "assets" / "screenshot.png"
-VIEWPORT = {"width": 1400, "height": 1000}
+DEFAULT_OUT = ROOT / "assets"
+LAPTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
 
 
 def take(out: Path) -> Path:
@@ -29,7 +31,13 @@ def take(out: Path) -> Path:
             with sync_playwright() as playwright:
                 browser = chromium.launch(playwright)
                 try:
-                    page = browser.new_page(viewport=VIEWPORT)
+                    phone = browser.new_page(viewport=PHONE)
+                    phone.goto(app.url)
+                    expect(phone.locator("#chat button.example").first).to_be_visible(timeout=30_000)
+                    _settle(phone)
+                    out.mkdir(parents=True, exist_ok=True)
+                    phone.screenshot(path=out / "screenshot-phone.png")
+                    page = browser.new_page(viewport=LAPTOP)
                     page.goto(app.url)
                     send = page.get_by_role("button", name="Send", exact=True)
                     expect(send).to_be_visible(timeout=30_000)
@@ -37,21 +45,24 @@ def take(out: Path) -> Path:
                     expect(page.locator("#image img")).to_be_visible(timeout=30_000)
                     page.locator("#prompt textarea").fill(QUESTION)
                     send.click()
-                    expect(page.locator("#status")).to_contain_text(re.compile(r"✅ Done in"), timeout=60_000)
-                    # Let the last render settle before the shot: the finished status block collapses
-                    # its logs (an animation), and the fonts must be loaded.
+                    expect(page.locator(".thought-group .title").last).to_contain_text(
+                        re.compile(r"Done in"), timeout=60_000)
+                    # The finished status block collapses its details (an animation) first.
                     expect(page.locator(".thought-group .title.expanded")).to_have_count(0, timeout=30_000)
-                    page.wait_for_function(
-                        "document.fonts.status === 'loaded' && document.getAnimations().length === 0",
-                        timeout=30_000)
-                    page.mouse.move(0, 0)
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=out)
+                    _settle(page)
+                    page.screenshot(path=out / "screenshot.png")
                 finally:
                     browser.close()
         finally:
             app.close()
     return out
+
+
+def _settle(page) -> None:
+    """Fonts loaded, no animation running, no hover effect: the page as a person sees it."""
+    page.wait_for_function("document.fonts.status === 'loaded' && document.getAnimations().length === 0",
+                           timeout=30_000)
+    page.mouse.move(0, 0)
 
 
 def main(argv: list[str]) -> int:
