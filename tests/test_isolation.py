@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from types import SimpleNamespace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,13 +17,18 @@ from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 from PIL import Image, ImageDraw
 
+from minigpt4_ui import schema
+from minigpt4_ui.backend import Backend
+from minigpt4_ui.replicate_api import Client as ApiClient
 from minigpt4_ui.server import start_background
+from minigpt4_ui.settings import DEFAULT_VERSION, Settings
+from minigpt4_ui.studio import Studio
 
 from .apprunner import RunningApp
 from .fault_proxy import wait_for
 
 SESSIONS = 24
-ENDING = "ask MiniGPT-4 itself on Replicate."
+ENDING = "Ask MiniGPT-4 itself for that."
 BUSY = "You already have an answer in progress: wait for it to finish or press Stop."
 TOKEN = "r8_isolation_host_token_0123456789"
 
@@ -66,12 +72,60 @@ def test_concurrent_sessions_each_get_their_own_answer(app, img_dir):
         results = list(pool.map(session, cases))
 
     for index, ((prompt, width, height, _), (answer, partials)) in enumerate(zip(cases, results)):
-        assert answer.startswith(f"You asked: “{prompt}”"), (prompt, answer)
-        assert f"This is a {width}×{height} " in answer and answer.endswith(ENDING)
+        # Each picture has its own size, so an answer names whose picture it measured.
+        assert answer.startswith(f"This {width}×{height} landscape image"), (prompt, answer)
+        assert answer.endswith(ENDING)
         assert all(answer.startswith(p) for p in partials), "a partial answer that is not this session's"
         for other, (other_prompt, w, h, _) in enumerate(cases):
             if other != index:
-                assert other_prompt not in answer and f"{w}×{h} " not in answer
+                assert f"{w}×{h} " not in answer
+
+
+def test_chat_sessions_each_get_their_own_answer_and_their_own_stop(img_dir):
+    """The chat's handlers, many tabs at once on one Studio: answers, slots and Stop stay per tab."""
+    tabs = 8
+    with start_background(token=TOKEN, tokens_per_second=20) as server:
+        client = ApiClient(token=TOKEN, base_url=server.url, version=DEFAULT_VERSION, poll_interval=0.05)
+        studio = Studio(Backend(client=client, embedded=False, notice=""), Settings(visitor_limit_per_hour=0))
+        values = list(schema.defaults().values())
+        start = threading.Barrier(tabs)
+        stopper = 3  # this tab presses Stop once its answer has begun
+
+        def tab(i):
+            request = SimpleNamespace(session_hash=f"tab-{i}", client=SimpleNamespace(host="127.0.0.1"), headers={})
+            path = _image(img_dir, 130 + 7 * i, 90 + 3 * i, f"tab-{i}.png")
+            prompt = f"Tab {i:02d} ({secrets.token_hex(3)}): what is in my picture?"
+            start.wait(timeout=60)
+            sent = studio.send(request, path, prompt, [], *values)
+            assert sent.message == ""
+            # A second question from the same tab is refused; other tabs are not affected.
+            assert studio.send(request, path, "again?", sent.chat, *values).message.startswith(
+                "An answer is still being written")
+            texts = []
+            for update in studio.respond(request, path, sent.question, sent.chat, [], "", *values):
+                texts.append(update.chat[-1]["content"])
+                if i == stopper and len(texts[-1].split()) >= 3:
+                    studio.stop(request)
+            stored = requests.get(f"{server.url}/v1/predictions/{update.records[0].id}", timeout=10,
+                                  headers={"Authorization": f"Bearer {TOKEN}"}).json()
+            return prompt, update.chat, texts, stored
+
+        with ThreadPoolExecutor(tabs) as pool:
+            results = list(pool.map(tab, range(tabs)))
+
+    for i, (prompt, chat, texts, stored) in enumerate(results):
+        answer = chat[-1]["content"]
+        width, height = 130 + 7 * i, 90 + 3 * i
+        assert stored["input"]["prompt"] == prompt  # this tab's question, and only it, was asked
+        assert stored["output"].startswith(answer) and answer.startswith(f"This {width}×{height}"), answer
+        assert all(answer.startswith(t) for t in texts if t), "a partial answer that is not this tab's"
+        status = chat[-2]["metadata"]["title"]
+        if i == stopper:
+            assert status.startswith("Stopped by you") and not answer.endswith(ENDING)
+            assert stored["status"] == "canceled"
+        else:
+            assert status.startswith("Done in") and answer.endswith(ENDING) and stored["status"] == "succeeded"
+        assert studio.slots.current(f"tab-{i}") is None
 
 
 # --- limits of a public host ------------------------------------------------------------------------
@@ -95,13 +149,13 @@ def test_one_running_answer_per_session(slow_app, img_dir):
     # Another session is not held up by this one.
     other = Client(slow_app.url, verbose=False).submit(image=handle_file(photo), prompt="Other session",
                                                        max_new_tokens=3, api_name="/ask")
-    assert other.result(timeout=30) == "You asked: “Other"
+    assert other.result(timeout=30) == "This 160×120 landscape"
     first.cancel()
     # Once the first answer is stopped, the session may ask again.
     answer = wait_for(lambda: _try(lambda: client.predict(image=handle_file(photo), prompt="Third question",
                                                           max_new_tokens=3, api_name="/ask")),
                       30, "the session's slot to be free")
-    assert answer == "You asked: “Third"
+    assert answer == "This 160×120 landscape"
 
 
 def _try(call):
@@ -126,8 +180,8 @@ def test_uploads_over_the_limit_are_refused(slow_app, img_dir):
         client.predict(image=handle_file(str(big)), prompt="Too big?", api_name="/ask")
     small = _image(img_dir, 400, 300, "small.png")
     assert Path(small).stat().st_size < 1_000_000
-    assert client.predict(image=handle_file(small), prompt="Small enough?", max_new_tokens=3,
-                          api_name="/ask") == "You asked: “Small"
+    assert client.predict(image=handle_file(small), prompt="Will this one do?", max_new_tokens=3,
+                          api_name="/ask") == "This 400×300 landscape"
 
 
 def test_a_full_queue_says_so(slow_app, img_dir):
@@ -176,9 +230,9 @@ def test_host_paid_questions_are_limited_per_visitor(paid_app, img_dir):
     count = lambda: len(requests.get(server.url + "/v1/predictions", headers=headers, timeout=5).json()["results"])
     for n in range(2):
         assert Client(app.url, verbose=False).predict(image=handle_file(photo), prompt=f"Paid {n}",
-                                                      max_new_tokens=3, api_name="/ask") == f"You asked: “Paid"
+                                                      max_new_tokens=3, api_name="/ask") == "This 150×100 landscape"
     # Bad input is refused before it counts.
-    with pytest.raises(AppError, match="prompt: Must not be empty"):
+    with pytest.raises(AppError, match="Type a question first"):
         Client(app.url, verbose=False).predict(image=handle_file(photo), prompt=" ", api_name="/ask")
     limit = "This demo allows 2 questions per hour per visitor on the host's Replicate account"
     # New sessions are still the same visitor. (A forged X-Forwarded-For cannot be tested from

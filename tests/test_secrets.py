@@ -174,17 +174,17 @@ def test_the_token_appears_in_no_response_and_no_log(app, rejected_app, server, 
 
     # A successful answer, streamed.
     ok = _completed(raw_ask(recorder, app.url, photo, "What colour is it?", "ask ok"))
-    assert ok["success"] and "220×140" in ok["output"]["data"][0]
+    assert ok["success"] and ok["output"]["data"][0].startswith("Mostly teal")
 
     # Refused input, a damaged image, a parameter out of range.
     bad = _completed(raw_ask(recorder, app.url, photo, "", "ask empty prompt"))
-    assert not bad["success"] and "prompt: Must not be empty" in bad["output"]["error"]
+    assert not bad["success"] and "Type a question first" in bad["output"]["error"]
     damaged = tmp_path / "damaged.jpg"
     damaged.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     broken = _completed(raw_ask(recorder, app.url, damaged, "hi", "ask damaged"))
     assert not broken["success"]
     out_of_range = _completed(raw_ask(recorder, app.url, photo, "hi", "ask out of range", temperature=9))
-    assert "temperature" in out_of_range["output"]["error"]
+    assert "Temperature must be at most 2" in out_of_range["output"]["error"]
 
     # The API rejects the other app's token: a 401 all the way to the user.
     rejected = _completed(raw_ask(recorder, rejected_app.url, photo, "hi", "ask 401"))
@@ -204,18 +204,31 @@ def test_the_token_appears_in_no_response_and_no_log(app, rejected_app, server, 
             assert needle not in output, f"the token is in the {name}"
 
 
+def chat_answer(studio: Studio, photo: Path, question: str, visitor_token: str = "") -> list:
+    """Send, then the answer stream, as the page chains them; every update as the page saw it."""
+    values = list(schema.defaults().values())
+    sent = studio.send(None, str(photo), question, [], *values)
+    assert sent.message == "", sent.message
+    stream = studio.respond(None, str(photo), sent.question, sent.chat, [], visitor_token, *values)
+    return [repr(sent)] + [repr(update) for update in stream]  # the handler reuses its lists
+
+
 def test_the_chat_handlers_never_output_the_token(server, photo):
     """What the UI shows (chat, status, the request as JSON/curl/Python, history, a prediction)."""
     client = ApiClient(token=TOKEN, base_url=server.url, version=DEFAULT_VERSION, poll_interval=0.05)
     studio = Studio(Backend(client=client, embedded=False, notice=""), Settings())
-    history = [{"role": "user", "content": "Any secrets?"}]
-    outputs = list(studio.respond(str(photo), "Any secrets?", history, [], "", *schema.defaults().values()))
+    values = list(schema.defaults().values())
+    sent = studio.send(None, str(photo), "Any secrets?", [], *values)
+    outputs = list(studio.respond(None, str(photo), sent.question, sent.chat, [], "", *values))
+    shown_updates = [repr(update) for update in outputs]
     last = outputs[-1]
-    assert "Any secrets?" in last[0][-1]["content"]
-    records = last[2]
-    shown = studio.show_record(records, "", type("Select", (), {"index": [0]})())
-    text = repr(outputs) + repr(shown)
+    assert last.chat[-1]["content"].startswith("This 220×140 landscape image")
+    assert last.records[0].status == "succeeded"
+    shown = studio.show_record(last.records, "", type("Select", (), {"index": [0]})())
+    assert shown[0]["id"] == last.records[0].id
+    text = repr(sent) + "".join(shown_updates) + repr(shown)
     assert "curl" in text and "REPLICATE_API_TOKEN" in text  # the snippets name the variable instead
+    assert server.url not in last.request_curl + last.request_python  # nor the host's API address
     for needle in forms(TOKEN):
         assert needle not in text
 
@@ -225,9 +238,10 @@ def test_a_visitor_token_is_not_shown_either(server, photo):
     visitor = "r8_VISITOR_SECRET_" + secrets.token_hex(16)
     client = ApiClient(token=TOKEN, base_url=server.url, version=DEFAULT_VERSION, poll_interval=0.05)
     studio = Studio(Backend(client=client, embedded=False, notice=""), Settings())
-    history = [{"role": "user", "content": "Mine?"}]
-    outputs = list(studio.respond(str(photo), "Mine?", history, [], visitor, *schema.defaults().values()))
-    text = repr(outputs)
+    text = "".join(chat_answer(studio, photo, "Mine?", visitor_token=visitor))
     assert "the API token was rejected" in text  # the server does not know the visitor's token
+    listed = studio.account_predictions(visitor)
+    assert "the API token was rejected" in listed[1]
+    text += repr(listed)
     for needle in forms(visitor) + forms(TOKEN):
         assert needle not in text

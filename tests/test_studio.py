@@ -1,95 +1,417 @@
-"""The UI's event handlers as plain functions (the browser tests drive them for real)."""
+"""The UI's event handlers as plain functions, against a real predictions server on loopback.
+
+The browser tests drive the same handlers through the page; here each handler's outputs are
+checked one by one: Send puts the question in the chat (or says why not, keeping the box),
+the answer streams into the chat, Stop is a flag the answer notices, nothing typed is lost, and
+no handler of the chat raises.
+"""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
 
 import gradio as gr
 import pytest
+import requests
 
-from minigpt4_ui import chat
-from minigpt4_ui.conversation import Turn
-from minigpt4_ui.settings import Settings
-from minigpt4_ui.studio import Studio, status_line, turns
+from minigpt4_ui import chat, chat_messages as cm, schema
+from minigpt4_ui.backend import Backend
+from minigpt4_ui.replicate_api import Client
+from minigpt4_ui.settings import DEFAULT_VERSION, Settings
+from minigpt4_ui.studio import BUSY, Answer, Record, Sent, Studio, history_table, status_title
 
+from .apprunner import free_port
+from .conftest import SERVER_TOKEN, png_bytes
 
-def _text(text):
-    return [{"type": "text", "text": text}]
-
-
-# The Chatbot hands handlers its normalized form: content as a list of typed parts.
-HISTORY = [
-    {"role": "user", "content": [{"type": "file", "file": {"path": "/tmp/x.png"}}, *_text("What is it?")]},
-    {"role": "assistant", "content": _text("⏳"), "metadata": {"title": "✅ Done", "id": "p1"}},
-    {"role": "assistant", "content": _text("A red square."), "metadata": None},
-    {"role": "user", "content": _text("Is it big?")},
-    {"role": "assistant", "content": _text("ℹ️"), "metadata": {"title": "ℹ️ 1 earlier turn left out"}},
-    {"role": "assistant", "content": _text("⏹"), "metadata": {"title": "⏳ Processing", "id": "p2",
-                                                               "status": "pending"}},
-    {"role": "assistant", "content": _text("It is 320"), "metadata": None},
-]
+SKIP = gr.skip()
+SHOWN, HIDDEN = gr.update(visible=True), gr.update(visible=False)
 
 
-def test_turns_skip_status_and_notes():
-    assert turns(HISTORY) == [Turn("What is it?", "A red square."), Turn("Is it big?", "It is 320")]
-    assert turns(HISTORY[:4]) == [Turn("What is it?", "A red square.")]
+def visitor(session: str = "tab-1", host: str = "203.0.113.7") -> SimpleNamespace:
+    """What Gradio passes as gr.Request: the browser session and the visitor's address."""
+    return SimpleNamespace(session_hash=session, client=SimpleNamespace(host=host), headers={})
 
 
-def test_retry_asks_the_last_question_again():
-    history, question, _ = Studio(backend=None, settings=Settings()).retry(HISTORY)
-    assert question == "Is it big?" and history == HISTORY[:4]
+def through_the_browser(history: list[dict]) -> list[dict]:
+    """The chat as the page sends it back to the next handler (Gradio's normalised messages)."""
+    chatbot = gr.Chatbot()
+    return chatbot.preprocess(chatbot.postprocess(history))
 
 
-def test_undo_removes_the_last_turn_and_returns_its_question():
-    history, prompt, _ = Studio(backend=None, settings=Settings()).undo(HISTORY)
-    assert prompt == "Is it big?" and history == HISTORY[:3]
+def ask(studio: Studio, image: str, question: str, history=(), *, records=(), token="", request=None,
+        **params) -> list[Answer]:
+    """Send, then the answer stream, as the page chains them."""
+    values = list({**schema.defaults(), **params}.values())
+    sent = studio.send(request, image, question, list(history), *values)
+    assert sent.message == "", sent.message
+    stream = studio.respond(request, image, sent.question, through_the_browser(sent.chat), list(records),
+                            token, *values)
+    return [copy.deepcopy(answer) for answer in stream]  # as the page saw each one (the handler reuses its lists)
 
 
-def test_stop_marks_the_pending_status_and_keeps_the_partial_answer():
-    history, status = Studio(backend=None, settings=Settings()).stopped([dict(m) for m in HISTORY])
-    assert history[5]["metadata"] == {"title": "⏹ Stopped by you · `p2`", "id": "p2", "status": "done"}
-    assert history[6]["content"] == _text("It is 320")
-    assert "partial answer is kept" in status
+def studio_on(server, **settings) -> Studio:
+    client = Client(token=SERVER_TOKEN, base_url=server.url, version=DEFAULT_VERSION, poll_interval=0.05)
+    return Studio(Backend(client=client, embedded=False, notice=""), Settings(**settings))
 
 
-def test_a_new_image_starts_a_new_conversation():
-    assert Studio(backend=None, settings=Settings()).new_image("/tmp/y.png", HISTORY) == ([], "🆕 New image, new conversation.")
+def created(server) -> list[dict]:
+    return requests.get(f"{server.url}/v1/predictions", headers={"Authorization": f"Bearer {SERVER_TOKEN}"},
+                        timeout=10).json()["results"]
 
 
-def test_submit_refuses_bad_input_with_a_specific_message():
-    with pytest.raises(gr.Error, match="image: add an image first; temperature: Must be less than or equal to 2"):
-        Studio(backend=None, settings=Settings()).submit(None, "hi", [], 4000, 3000, 3, 1.0, 9.0, 0.9)
+def server_prediction(server, prediction_id: str) -> dict:
+    return requests.get(f"{server.url}/v1/predictions/{prediction_id}",
+                        headers={"Authorization": f"Bearer {SERVER_TOKEN}"}, timeout=10).json()
 
 
-def test_account_list_needs_the_visitors_own_token():
-    with pytest.raises(gr.Error, match="own Replicate token"):
-        Studio(backend=None, settings=Settings()).account_predictions("  ")
+def status_of(history: list[dict]) -> dict:
+    """The metadata of the newest answer's status block."""
+    return next(m["metadata"] for m in reversed(history) if (m.get("metadata") or {}).get("status")
+                and m["role"] == "assistant" and m["metadata"]["title"] != "New image")
+
+
+@pytest.fixture
+def photo(tmp_path) -> str:
+    path = tmp_path / "photo.png"
+    path.write_bytes(png_bytes(320, 200))
+    return str(path)
+
+
+@pytest.fixture
+def other_photo(tmp_path) -> str:
+    path = tmp_path / "other.png"
+    path.write_bytes(png_bytes(100, 100, (200, 200, 20)))
+    return str(path)
+
+
+# The Chatbot hands handlers its normalised form.
+HISTORY = through_the_browser([
+    cm.question("What is it?"), cm.status("Done in 1.0 s", done=True, prediction_id="p1"),
+    cm.answer("A red square."), cm.question("Is it big?"), cm.note("1 earlier turn left out"),
+    cm.status("Processing · 3 s", done=False, prediction_id="p2"), cm.answer("It is 320"),
+])
+
+
+# --- Send ------------------------------------------------------------------------------------------
+
+def test_send_puts_the_question_with_its_image_in_the_chat_and_clears_the_box(photo):
+    studio = Studio(backend=None, settings=Settings())
+    sent = studio.send(None, photo, "What is it?", [], *schema.defaults().values())
+    assert isinstance(sent, Sent)
+    assert sent.chat == [cm.question("What is it?", photo)]
+    assert (sent.prompt, sent.question, sent.message) == ("", "What is it?", "")
+    assert (sent.send, sent.stop, sent.new_chat) == (HIDDEN, SHOWN, HIDDEN)  # only Stop while answering
+    assert studio.slots.current("anonymous") is not None
+
+
+def test_a_follow_up_about_the_same_picture_carries_no_image(photo, tmp_path):
+    studio = Studio(backend=None, settings=Settings())
+    same = tmp_path / "same-again.png"
+    same.write_bytes(open(photo, "rb").read())
+    history = through_the_browser([cm.question("What is it?", photo), cm.answer("A photo.")])
+    sent = studio.send(None, str(same), "Is it big?", history, *schema.defaults().values())
+    assert sent.chat[-1] == cm.question("Is it big?") and len(sent.chat) == 3
+
+
+def test_a_new_image_gets_a_note_and_is_shown_with_its_question(photo, other_photo):
+    studio = Studio(backend=None, settings=Settings())
+    assert studio.new_image(other_photo, []) == ""
+    history = through_the_browser([cm.question("What is it?", photo), cm.answer("A photo.")])
+    # The conversation so far stays; the next question starts a new topic.
+    assert studio.new_image(other_photo, history).startswith("New image: your next question starts a new topic")
+    sent = studio.send(None, other_photo, "And this?", history, *schema.defaults().values())
+    assert sent.chat[:2] == history
+    assert sent.chat[2:] == [cm.note("New image"), cm.question("And this?", other_photo)]
+
+
+def test_send_refuses_bad_input_in_words_and_keeps_everything_typed(photo):
+    studio = Studio(backend=None, settings=Settings())
+    sent = studio.send(None, None, "hi", HISTORY, 4000, 3000, 3, 1.0, 9.0, 0.9)
+    assert sent.message == ("Add an image first (upload, paste, webcam or an image URL). "
+                            "Temperature must be at most 2.")
+    # The chat and the question box are left as they are; the answer step is told to do nothing.
+    assert (sent.chat, sent.prompt, sent.send, sent.stop, sent.new_chat) == (SKIP,) * 5
+    assert sent.question == ""
+    assert studio.slots.current("anonymous") is None
+    assert list(studio.respond(None, photo, sent.question, HISTORY, [], "", *schema.defaults().values())) \
+        == [Answer(*(SKIP,) * len(Answer._fields))]
+
+
+def test_send_names_a_blank_control(photo):
+    studio = Studio(backend=None, settings=Settings())
+    values = {**schema.defaults(), "max_new_tokens": None}
+    message = studio.send(None, photo, "hi", [], *values.values()).message
+    assert message == "Max new tokens is empty: enter a number."
+
+
+def test_a_second_question_while_answering_is_refused_and_stays_in_the_box(photo):
+    studio = Studio(backend=None, settings=Settings())
+    me, someone_else = visitor("tab-1"), visitor("tab-2")
+    first = studio.send(me, photo, "First?", [], *schema.defaults().values())
+    second = studio.send(me, photo, "Second?", first.chat, *schema.defaults().values())
+    assert second.message == BUSY and second.prompt == SKIP and second.chat == SKIP and second.question == ""
+    held = studio.slots.current("tab-1")
+    # The refused question's answer step does nothing, and leaves the running answer's slot alone.
+    assert list(studio.respond(me, photo, second.question, first.chat, [], "", *schema.defaults().values())) \
+        == [Answer(*(SKIP,) * len(Answer._fields))]
+    assert studio.slots.current("tab-1") is held
+    # Another tab is not held up.
+    assert studio.send(someone_else, photo, "Mine?", [], *schema.defaults().values()).message == ""
+
+
+def test_gradio_hands_each_handler_the_visitors_session(photo, tmp_path):
+    """Gradio puts the request at its parameter's place; it must not land among the values."""
+    from gradio.helpers import special_args
+
+    studio = Studio(backend=None, settings=Settings())
+    tab = gr.Request(session_hash="tab-9")
+    values = list(schema.defaults().values())
+    args = special_args(studio.send, [photo, "Mine?", [], *values], request=tab)[0]  # as ui.py wires Send
+    assert studio.send(*args).message == ""
+    assert studio.slots.current("tab-9") is not None and studio.slots.current("anonymous") is None
+    assert studio.stop(*special_args(studio.stop, [], request=tab)[0]) == "Stopping…"
+    retry = special_args(studio.retry, [HISTORY], request=gr.Request(session_hash="tab-10"))[0]
+    assert studio.retry(*retry).question == "Is it big?" and studio.slots.current("tab-10") is not None
+    respond = special_args(studio.respond, [photo, "", [], [], "", *values], request=tab)[0]
+    assert list(studio.respond(*respond)) == [Answer(*(SKIP,) * len(Answer._fields))]
+    assert studio.slots.current("tab-9") is not None  # an empty question never frees the running one's slot
+
+
+# --- the answer ------------------------------------------------------------------------------------
+
+def test_an_answer_streams_into_the_chat_with_its_status_and_request(server, photo):
+    studio = studio_on(server)
+    answers = ask(studio, photo, "What colours?")
+    assert all(isinstance(a, Answer) for a in answers) and len(answers) > 2
+    last = answers[-1]
+    prediction = server_prediction(server, last.records[0].id)
+    assert last.chat[-1] == cm.answer(prediction["output"])
+    status = last.chat[-2]["metadata"]
+    assert status["title"].startswith("Done in ") and status["status"] == "done" and status["id"] == prediction["id"]
+    assert f"Prediction `{prediction['id']}`" in last.chat[-2]["content"]
+    assert "predict time" in last.chat[-2]["content"]
+    assert (last.send, last.stop, last.new_chat) == (SHOWN, HIDDEN, SHOWN)
+    assert all(a.stop == SHOWN for a in answers[:-1])  # Stop shows for as long as it writes
+    record = last.records[0]
+    assert isinstance(record, Record) and record.status == "succeeded" and record.prompt == "What colours?"
+    assert last.history == [record.row()]
+    assert '"prompt": "What colours?"' in last.request_json
+    assert "https://api.replicate.com/v1/predictions" in last.request_curl and server.url not in last.request_curl
+    assert "replicate.run(" in last.request_python and "photo.png" in last.request_python
+    texts = [a.chat[-1]["content"] for a in answers if a.chat[-1]["role"] == "assistant"
+             and not cm.is_titled(a.chat[-1])]
+    assert len(set(texts)) > 1 and all(prediction["output"].startswith(t) for t in texts)
+    gr.Chatbot().postprocess(last.chat)
+    assert studio.slots.current("anonymous") is None  # the next question may be sent
+
+
+def test_earlier_turns_about_the_same_image_are_folded_into_the_prompt(server, photo, other_photo):
+    studio = studio_on(server)
+    first = ask(studio, photo, "First question")[-1]
+    second = ask(studio, photo, "Second question", first.chat, records=first.records)[-1]
+    prompt = server_prediction(server, second.records[-1].id)["input"]["prompt"]
+    assert prompt.startswith("First question###Assistant: ") and prompt.endswith("###Human: Second question")
+    assert [r.prompt for r in reversed(second.records)] == [row[3] for row in second.history]
+
+
+def test_the_first_question_about_a_new_image_carries_no_earlier_turns(server, photo, other_photo):
+    studio = studio_on(server)
+    first = ask(studio, photo, "First question")[-1]
+    second = ask(studio, other_photo, "About the new one", first.chat, records=first.records)[-1]
+    assert server_prediction(server, second.records[-1].id)["input"]["prompt"] == "About the new one"
+
+
+def test_follow_ups_about_a_new_image_leave_the_old_pictures_turns_out(server, photo, other_photo):
+    studio = studio_on(server)
+    first = ask(studio, photo, "First question")[-1]
+    second = ask(studio, other_photo, "About the new one", first.chat, records=first.records)[-1]
+    third = ask(studio, other_photo, "And then?", second.chat, records=second.records)[-1]
+    prompt = server_prediction(server, third.records[-1].id)["input"]["prompt"]
+    assert prompt.startswith("About the new one###Assistant: ") and "First question" not in prompt
+
+
+def test_turns_that_do_not_fit_are_left_out_with_a_note(server, photo):
+    studio = studio_on(server)
+    history = []
+    records = []
+    for n in range(3):
+        last = ask(studio, photo, f"Question {n} " + "x" * 200, history, records=records, max_new_tokens=5)[-1]
+        history, records = last.chat, last.records
+    last = ask(studio, photo, "Last one", history, records=records, max_length=300, max_new_tokens=100)[-1]
+    notes = [m["metadata"]["title"] for m in last.chat if (m.get("metadata") or {}).get("title", "").startswith("2 ")]
+    assert notes == ["2 earlier turns left out to fit Max length (300 tokens, 100 of them for the answer)"]
+
+
+def test_a_dead_backend_says_so_in_the_chat_and_keeps_the_question(photo):
+    dead = Client(token="t", base_url=f"http://127.0.0.1:{free_port()}", version="v", max_retries=0)
+    studio = Studio(Backend(client=dead, embedded=False, notice=""), Settings(visitor_limit_per_hour=0))
+    last = ask(studio, photo, "What is it?")[-1]
+    assert cm.text(last.chat[0]) == "What is it?"  # still in the chat
+    status = last.chat[-1]["metadata"]
+    assert status["title"].startswith("could not reach http://127.0.0.1:") and "connection refused" in status["title"]
+    assert status["status"] == "done" and "id" not in status
+    assert len(last.chat) == 2  # no empty answer bubble
+    assert last.records[0].status == "error"
+    assert (last.send, last.stop) == (SHOWN, HIDDEN)
+    gr.Chatbot().postprocess(last.chat)  # what the page receives must be valid messages
+    assert studio.slots.current("anonymous") is None
+
+
+def test_a_visitors_hourly_allowance_is_said_in_the_chat(server, photo):
+    studio = studio_on(server, visitor_limit_per_hour=1)
+    me = visitor("tab-1", host="198.51.100.4")
+    ask(studio, photo, "One", request=me)
+    before = len(created(server))
+    last = ask(studio, photo, "Two", request=visitor("tab-2", host="198.51.100.4"))[-1]
+    assert last.chat[-1]["metadata"]["title"].startswith(
+        "This demo allows 1 questions per hour per visitor on the host's Replicate account.")
+    assert cm.text(last.chat[-2]) == "Two"
+    assert (last.send, last.stop) == (SHOWN, HIDDEN)
+    assert len(created(server)) == before
+    assert studio.slots.current("tab-2") is None
+    # The visitor's own token is not counted against the host's allowance.
+    own = ask(studio, photo, "Mine", request=visitor("tab-3", host="198.51.100.4"), token="r8_visitor")[-1]
+    assert "the API token was rejected" in own.chat[-1]["metadata"]["title"]
 
 
 @pytest.mark.parametrize("progress, expected", [
-    (chat.Progress(status="starting", elapsed=2), "⏳ Starting · 2 s"),
-    (chat.Progress(status="starting", elapsed=12), "cold boot"),
-    (chat.Progress(status="processing", elapsed=3.4), "⏳ Processing · 3 s"),
-    (chat.Progress(status="succeeded", elapsed=3.44, predict_time=3.0), "✅ Done in 3.4 s, predict time 3.0 s"),
-    (chat.Progress(status="failed", error="CUDA out of memory"), "❌ The model failed: CUDA out of memory"),
-    (chat.Progress(status="canceled", elapsed=1.0), "⏹ Stopped after 1.0 s"),
+    (chat.Progress(status="starting", elapsed=2), "Starting · 2 s"),
+    (chat.Progress(status="starting", elapsed=12), "Starting · 12 s · cold boot: the model is being loaded"),
+    (chat.Progress(status="processing", elapsed=3.4), "Processing · 3 s"),
+    (chat.Progress(status="succeeded", elapsed=3.44, predict_time=3.0), "Done in 3.4 s"),
+    (chat.Progress(status="failed", error="CUDA out of memory"), "The model failed: CUDA out of memory"),
+    (chat.Progress(status="failed"), "The model failed: it gave no reason"),
+    (chat.Progress(status="canceled", elapsed=1.0), "Stopped by you after 1.0 s"),
 ])
-def test_status_line_says_what_the_backend_says(progress, expected):
-    assert expected in status_line(progress)
+def test_status_title_says_what_the_backend_says(progress, expected):
+    assert status_title(progress).startswith(expected)
 
 
-def test_a_dead_backend_gives_a_message_a_valid_chat_and_the_question_back(tmp_path):
-    from PIL import Image
+# --- Stop, Retry, Undo -----------------------------------------------------------------------------
 
-    from minigpt4_ui import schema
-    from minigpt4_ui.backend import Backend
-    from minigpt4_ui.replicate_api import Client
+def test_stop_cancels_the_prediction_and_keeps_the_partial_answer(slow_server, photo):
+    studio = studio_on(slow_server)
+    me = visitor()
+    values = list(schema.defaults().values())
+    assert studio.stop(me) == ""  # nothing to stop yet
+    sent = studio.send(me, photo, "Stop me", [], *values)
+    answers = []
+    for answer in studio.respond(me, photo, sent.question, through_the_browser(sent.chat), [], "", *values):
+        answers.append(answer)
+        if len(answers[-1].chat[-1]["content"].split()) >= 2 and studio.slots.current("tab-1").stop.is_set() is False:
+            assert studio.stop(me) == "Stopping…"
+    last = answers[-1]
+    partial = last.chat[-1]["content"]
+    assert len(partial.split()) >= 2 and partial.startswith("This 320×200")
+    status = last.chat[-2]["metadata"]
+    assert status["title"].startswith("Stopped by you after ") and status["status"] == "done"
+    stopped = server_prediction(slow_server, status["id"])
+    assert stopped["status"] == "canceled" and stopped["output"].startswith(partial)
+    assert last.records[0].status == "canceled"
+    assert (last.send, last.stop, last.new_chat) == (SHOWN, HIDDEN, SHOWN)
+    assert studio.stop(me) == "" and studio.slots.current("tab-1") is None
 
-    from .apprunner import free_port
 
-    photo = tmp_path / "photo.png"
-    Image.new("RGB", (40, 30), "red").save(photo)
-    dead = Client(token="t", base_url=f"http://127.0.0.1:{free_port()}", version="v", max_retries=0)
-    studio = Studio(Backend(client=dead, embedded=False, notice=""), Settings(visitor_limit_per_hour=0))
-    history = [{"role": "user", "content": [{"path": str(photo)}, "What is it?"]}]
-    *_, last = studio.respond(str(photo), "What is it?", history, [], "", *schema.defaults().values())
-    chat, status, *_, prompt = last
-    assert status.startswith("❌ could not reach http://127.0.0.1:") and "connection refused" in status
-    assert prompt == "What is it?"
-    gr.Chatbot().postprocess(chat)  # what the page receives must be valid messages
+def test_stop_before_the_answer_starts_creates_no_prediction(server, photo):
+    studio = studio_on(server)
+    before = len(created(server))
+    values = list(schema.defaults().values())
+    sent = studio.send(None, photo, "Never mind", [], *values)
+    assert studio.stop(None) == "Stopping…"
+    stream = studio.respond(None, photo, sent.question, through_the_browser(sent.chat), [], "", *values)
+    last = list(stream)[-1]
+    assert last.chat[-1]["metadata"] == {"title": "Stopped by you before the answer started", "status": "done"}
+    assert cm.text(last.chat[0]) == "Never mind"
+    assert len(created(server)) == before and last.records == []
+    assert studio.slots.current("anonymous") is None
+
+
+def test_retry_asks_the_last_question_again():
+    studio = Studio(backend=None, settings=Settings())
+    sent = studio.retry(HISTORY)
+    assert sent.chat == HISTORY[:4] and sent.question == "Is it big?" and sent.message == ""
+    assert sent.prompt == SKIP  # whatever is being typed in the box stays
+    assert (sent.send, sent.stop) == (HIDDEN, SHOWN)
+    again = studio.retry(HISTORY)
+    assert again.message == BUSY and again.chat == SKIP and again.question == ""
+    assert studio.retry([]).message == "There is no question to ask again."
+
+
+def test_retry_gets_a_fresh_answer(server, photo):
+    studio = studio_on(server)
+    first = ask(studio, photo, "Once more?")[-1]
+    sent = studio.retry(first.chat)
+    assert sent.chat == first.chat[:1]
+    values = list(schema.defaults().values())
+    last = list(studio.respond(None, photo, sent.question, sent.chat, first.records, "", *values))[-1]
+    assert len(last.records) == 2 and last.records[0].id != last.records[1].id
+    assert last.chat[-1]["content"] == server_prediction(server, last.records[1].id)["output"]
+    assert server_prediction(server, last.records[1].id)["input"]["prompt"] == "Once more?" and len(last.chat) == 3
+
+
+def test_undo_removes_the_last_turn_and_returns_its_question():
+    assert Studio.undo(HISTORY) == (HISTORY[:3], "Is it big?", "Last question removed.")
+    assert Studio.undo([]) == ([], SKIP, "Nothing to undo.")
+
+
+def test_undo_removes_the_new_image_note_with_its_question(photo, other_photo):
+    history = through_the_browser([cm.question("What?", photo), cm.answer("A photo."), cm.note("New image"),
+                                   cm.question("And this?", other_photo), cm.answer("Another.")])
+    kept, prompt, _ = Studio.undo(history)
+    assert kept == history[:2] and prompt == "And this?"
+
+
+@pytest.mark.xfail(strict=True, reason="bug: undo also pops the previous turn's id-less status block "
+                   "(e.g. 'could not reach …'), not just a 'New image' note")
+def test_undo_keeps_the_previous_turns_error():
+    history = through_the_browser([cm.question("First?"), cm.status("could not reach the API", done=True),
+                                   cm.question("Second?"), cm.status("Done", done=True, prediction_id="p2"),
+                                   cm.answer("Yes.")])
+    kept, prompt, _ = Studio.undo(history)
+    assert prompt == "Second?" and kept == history[:2]
+
+
+# --- the side panel --------------------------------------------------------------------------------
+
+def test_history_lists_the_newest_first():
+    records = [Record(time="10:00:00", prompt="one", own_token=False, status="succeeded", seconds=1.2, id="a"),
+               Record(time="10:01:00", prompt="two", own_token=True, status="canceled", seconds=0.4, id="b")]
+    assert history_table(records) == [["10:01:00", "canceled", 0.4, "two", "b"],
+                                      ["10:00:00", "succeeded", 1.2, "one", "a"]]
+    assert history_table([]) == []
+
+
+def test_a_history_row_shows_its_prediction_and_feedback(server, photo):
+    studio = studio_on(server)
+    last = ask(studio, photo, "Like me")[-1]
+    liked = studio.like(last.chat, last.records, SimpleNamespace(index=len(last.chat) - 1, liked=True))
+    shown, message = studio.show_record(liked, "", SimpleNamespace(index=[0, 3]))
+    assert message == "" and shown["id"] == last.records[0].id and shown["feedback"] == "like"
+    assert shown["input"]["image"].endswith("characters in all)")  # the data URI is shortened
+    never = [Record(time="10:00:00", prompt="x", own_token=False, status="error")]
+    assert studio.show_record(never, "", SimpleNamespace(index=[0, 0])) == (
+        {"status": "error", "detail": "This request never reached the API."}, "")
+    assert studio.show_record(liked, "", SimpleNamespace(index=[5, 0])) == (
+        SKIP, "That row is not in this session's history.")
+
+
+def test_a_prediction_that_cannot_be_loaded_is_said_not_raised(server):
+    studio = studio_on(server)
+    gone = [Record(time="10:00:00", prompt="x", own_token=False, status="succeeded", id="no-such-prediction")]
+    shown, message = studio.show_record(gone, "", SimpleNamespace(index=[0, 0]))
+    assert shown == SKIP and message.startswith("Could not load that prediction: ")
+
+
+def test_account_list_needs_the_visitors_own_token(server):
+    studio = studio_on(server)
+    listed, message = studio.account_predictions("  ")
+    assert listed == SKIP and message.startswith("Enter your own Replicate token above")
+    assert "The host's predictions are never shown." in message
+    listed, message = studio.account_predictions("r8_not_known_here")
+    assert listed == SKIP and message.startswith("Could not list predictions: ")
+    assert "token was rejected" in message
+
+
+def test_new_chat_empties_the_composer_and_the_chat():
+    assert Studio.clear() == (None, "", "", [], "")
