@@ -8,7 +8,13 @@ that notices the flag ends normally, keeps its partial text and cancels its pred
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
+
+# A slot whose answer has not started by then was abandoned: its tab closed between Send and the
+# answer, or the queue refused the answer. (An answer waits in the queue only when every one of
+# its workers is busy.)
+ABANDONED_AFTER_SECONDS = 60.0
 
 
 @dataclass
@@ -16,6 +22,8 @@ class AnswerSlot:
     """The slot of one question: taken when it is sent, freed when its answer ends."""
 
     stop: threading.Event = field(default_factory=threading.Event)
+    taken_at: float = field(default_factory=time.monotonic)
+    started: bool = False
 
 
 class AnswerSlots:
@@ -28,7 +36,8 @@ class AnswerSlots:
     def take(self, session: str) -> AnswerSlot | None:
         """A new slot for the session's next answer, or None while another answer holds one."""
         with self._lock:
-            if session in self._slots:
+            held = self._slots.get(session)
+            if held is not None and (held.started or time.monotonic() - held.taken_at < ABANDONED_AFTER_SECONDS):
                 return None
             slot = self._slots[session] = AnswerSlot()
             return slot

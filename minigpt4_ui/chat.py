@@ -97,8 +97,9 @@ def ask(client: Client, inputs: dict[str, Any], *, stop: threading.Event | None 
             yield progress
         while not progress.finished:
             if stop.is_set():
-                yield _stopped(progress, _cancel_quietly(client, progress.prediction_id),
-                               elapsed=time.monotonic() - started)
+                progress = _stopped(progress, _cancel_quietly(client, progress.prediction_id),
+                                    elapsed=time.monotonic() - started)
+                yield progress
                 return
             try:
                 item = updates.get(timeout=STOP_POLL_SECONDS)

@@ -13,6 +13,8 @@ from typing import Sequence
 
 from .conversation import Turn
 
+NEW_IMAGE = "New image"
+
 
 def question(text: str, image: str | None = None) -> dict:
     """The visitor's question; `image` is shown with it when the conversation turns to a new image."""
@@ -34,6 +36,10 @@ def status(title: str, *, done: bool, details: str = "", prediction_id: str | No
 def note(text: str) -> dict:
     """A line between turns, e.g. "New image"; it carries no answer."""
     return {"role": "assistant", "content": "", "metadata": {"title": text, "status": "done"}}
+
+
+def is_new_image_note(message: dict) -> bool:
+    return message.get("role") == "assistant" and (message.get("metadata") or {}).get("title") == NEW_IMAGE
 
 
 def is_titled(message: dict) -> bool:

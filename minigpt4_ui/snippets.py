@@ -34,12 +34,14 @@ def curl(inputs: dict[str, Any], *, version: str, image_file: str) -> str:
     mime = mimetypes.guess_type(image_file)[0] or "image/jpeg"
     body = json.dumps({"version": version, "input": {**inputs, "image": _IMAGE_SLOT}}, ensure_ascii=False)
     quoted = shlex.quote(body).replace(_IMAGE_SLOT, "'\"$IMAGE\"'")
+    # The body goes through stdin: a photo's data URI is longer than one command-line argument may be.
     return (f'IMAGE="data:{mime};base64,$(base64 < {shlex.quote(image_file)} | tr -d \'\\n\')"\n'
+            f"printf '%s' {quoted} |\n"
             f"curl -s -X POST {REPLICATE_API}/v1/predictions \\\n"
             '  -H "Authorization: Bearer $REPLICATE_API_TOKEN" \\\n'
             '  -H "Content-Type: application/json" \\\n'
             '  -H "Prefer: wait" \\\n'
-            f"  -d {quoted}")
+            "  --data-binary @-")
 
 
 def python(inputs: dict[str, Any], *, model: str, version: str, image_file: str) -> str:

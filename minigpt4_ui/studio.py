@@ -177,7 +177,7 @@ class Studio:
         history = list(history)
         if chat_messages.is_new_image(history, image):
             if history:
-                history.append(chat_messages.note("New image"))
+                history.append(chat_messages.note(chat_messages.NEW_IMAGE))
             history.append(chat_messages.question(prompt, image))
         else:
             history.append(chat_messages.question(prompt))
@@ -207,9 +207,8 @@ class Studio:
         if last is None:
             return history, gr.skip(), _message("Nothing to undo.")
         kept = history[:last]
-        while kept and chat_messages.is_titled(kept[-1]) and kept[-1].get("role") == "assistant" \
-                and not (kept[-1].get("metadata") or {}).get("id"):
-            kept.pop()  # a "New image" note belongs to the question it introduced
+        if kept and chat_messages.is_new_image_note(kept[-1]):
+            kept.pop()  # the note belongs to the question it introduced
         return kept, chat_messages.text(history[last]), _message("Last question removed.")
 
     def respond(self, request: gr.Request | None, image: str, question: str, history: list, records: list,
@@ -220,6 +219,7 @@ class Studio:
         if not question or slot is None:  # Send refused this question, and said why
             yield Answer(*(gr.skip() for _ in Answer._fields))
             return
+        slot.started = True
         try:
             with self.guard.slot(session, self._visitor(request, visitor_token)):
                 yield from self._respond(image, question, history, records, visitor_token, values, slot)
@@ -342,6 +342,8 @@ class Studio:
         """Answer `prompt` about `image`, streaming the growing answer text (the public API)."""
         params = dict(max_length=max_length, max_new_tokens=max_new_tokens, num_beams=num_beams,
                       repetition_penalty=repetition_penalty, temperature=temperature, top_p=top_p)
+        # Over the API a null setting means the model's default, as on Replicate.
+        params = {name: value for name, value in params.items() if value is not None}
         try:
             inputs = chat.build_input(image, prompt, params)
             with self.api_slot(request):

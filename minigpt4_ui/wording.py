@@ -19,6 +19,9 @@ def problem(item: schema.Problem) -> str:
         return f"{label} must be at most {_bound(field.maximum)}"
     if item.type == "blank":
         return f"{label} is empty: enter a number"
+    if item.type == "invalid_type" and field is not None and field.type is int \
+            and item.description.endswith("given: float"):
+        return f"{label} must be a whole number"
     if item.type == "invalid_type" and field is not None and field.type is not str:
         return f"{label} must be a number"
     if item.field == "image" and item.type == "required":

@@ -313,8 +313,6 @@ def _not_a_number(field):
     return f"{field.label} must be a number"
 
 
-WHOLE_NUMBER_BUG = pytest.mark.xfail(strict=True, reason="bug: wording says an integer control 'must be a "
-                                     "number' when given 2.5; it should say 'must be a whole number'")
 PARAM_REFUSED: list = []
 for _field in schema.PARAMETERS:
     _name = _field.name
@@ -330,8 +328,7 @@ for _field in schema.PARAMETERS:
     if _field.maximum is not None:
         PARAM_REFUSED.append((f"{_name} above maximum", _name, _field.maximum + 1, _lte(_field)))
     if _field.type is int:
-        PARAM_REFUSED.append(pytest.param(f"{_name} fractional", _name, 2.5, f"{_field.label} must be a whole number",
-                                          marks=WHOLE_NUMBER_BUG, id=f"{_name} fractional"))
+        PARAM_REFUSED.append((f"{_name} fractional", _name, 2.5, f"{_field.label} must be a whole number"))
 
 
 def _id(case) -> str:
@@ -363,10 +360,7 @@ def test_send_names_every_bad_control_in_the_chat_flow(photo):
 
 PARAM_OK = [
     ("all missing (defaults)", {}),
-    pytest.param("explicit None", {"max_length": None, "temperature": None}, id="explicit None",
-                 marks=pytest.mark.xfail(strict=True, reason="bug: since build_input reports None as a blank "
-                                         "control, the public API refuses an explicit null instead of using "
-                                         "the default")),
+    ("explicit None", {"max_length": None, "temperature": None}),
     ("integral float for an int", {"num_beams": 2.0}),
     ("int for a float", {"temperature": 1, "top_p": 1}),
     ("minimums", {"max_length": 1, "max_new_tokens": 1, "num_beams": 1, "repetition_penalty": 0.01,

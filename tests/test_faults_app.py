@@ -396,8 +396,6 @@ def test_stop_in_the_chat_cancels_the_prediction(proxy, server, photo):
     assert studio.slots.current("stop-tab") is None
 
 
-@pytest.mark.xfail(strict=True, reason="bug: chat.ask yields _stopped(...) without assigning it to `progress`, "
-                   "so its `finally` sees an unfinished progress and cancels a second time")
 def test_stop_cancels_once(proxy, server, photo):
     studio = Studio(_backend(proxy), Settings())
     events = _chat_answer(studio, photo, "Stop me once")

@@ -362,8 +362,6 @@ def test_undo_removes_the_new_image_note_with_its_question(photo, other_photo):
     assert kept == history[:2] and prompt == "And this?"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: undo also pops the previous turn's id-less status block "
-                   "(e.g. 'could not reach …'), not just a 'New image' note")
 def test_undo_keeps_the_previous_turns_error():
     history = through_the_browser([cm.question("First?"), cm.status("could not reach the API", done=True),
                                    cm.question("Second?"), cm.status("Done", done=True, prediction_id="p2"),
