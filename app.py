@@ -1,6 +1,7 @@
 """MiniGPT-4 Studio: `python app.py [--local-model PATH_OR_ID]` (also the Hugging Face Spaces entry point)."""
 
 import argparse
+import signal
 import sys
 from dataclasses import replace
 
@@ -23,7 +24,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # Gradio then closes its server, deleting its cached files
+
+
 def main() -> None:
+    # SIGTERM (how hosts and containers stop an app) would otherwise end the process on the spot,
+    # leaving uploads, downloads and the predictions database behind.
+    signal.signal(signal.SIGTERM, _interrupt)
     args = parse_args()
     settings = Settings.from_env()
     settings = replace(settings, local_model=args.local_model or settings.local_model,

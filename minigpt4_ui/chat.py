@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -16,6 +17,8 @@ log = logging.getLogger(__name__)
 
 # A public demo's own cap: about 4,000 tokens of English, the model's default max_length.
 MAX_PROMPT_CHARS = 16_000
+# The model itself sets no upper bound on these; the demo's own caps, just above its defaults.
+APP_MAXIMUM = {"max_length": 4096, "max_new_tokens": 4096}
 
 # How often the elapsed time is refreshed while the backend is silent (a cold boot can take minutes).
 TICK_SECONDS = 1.0
@@ -39,6 +42,16 @@ class Progress:
         return self.status in TERMINAL
 
 
+def check_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The six parameters validated, with defaults for missing ones; raises schema.InputError.
+
+    A parameter given as None is a cleared field, refused by name rather than defaulted, and the
+    app's own caps (APP_MAXIMUM) apply on top of the model's bounds.
+    """
+    checked = _checked({**params, "image": "pending", "prompt": "pending"}, [])
+    return {field.name: checked[field.name] for field in schema.PARAMETERS}
+
+
 def build_input(image: str | None, prompt: str, params: dict[str, Any]) -> dict[str, Any]:
     """Check the inputs, then encode the image; raises schema.InputError or images.ImageError.
 
@@ -51,13 +64,29 @@ def build_input(image: str | None, prompt: str, params: dict[str, Any]) -> dict[
                                        f"up to {MAX_PROMPT_CHARS:,} are accepted"))
     elif isinstance(prompt, str) and "\x00" in prompt:
         problems.append(schema.Problem("prompt", "invalid_character", "contains a NUL character (\\0)"))
+    checked = _checked({**params, "image": "pending", "prompt": prompt}, problems)
+    return {**checked, "image": images.to_input(image)}
+
+
+def _checked(inputs: dict[str, Any], problems: list[schema.Problem]) -> dict[str, Any]:
+    """schema.validate plus the app's own rules, every problem reported at once."""
+    for field in schema.PARAMETERS:
+        value = inputs.get(field.name)
+        if field.name in inputs and value is None:
+            problems.append(schema.Problem(field.name, "required",
+                                           f"{field.label} is empty: enter a number"))
+        cap = APP_MAXIMUM.get(field.name)
+        if (cap is not None and isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value) and value > cap):
+            problems.append(schema.Problem(field.name, "app_maximum",
+                                           f"{field.label} must be at most {cap:,}"))
     try:
-        checked = schema.validate({"image": "pending", "prompt": prompt, **params})
+        checked = schema.validate({k: v for k, v in inputs.items() if v is not None})
     except schema.InputError as exc:
         problems += exc.problems
     if problems:
         raise schema.InputError(problems)
-    return {**checked, "image": images.to_input(image)}
+    return checked
 
 
 def ask(client: Client, inputs: dict[str, Any]) -> Iterator[Progress]:

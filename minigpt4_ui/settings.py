@@ -42,8 +42,10 @@ class Settings:
     # be downloaded; without one the embedded server runs the built-in predictor.
     local_model: str | None = None
     allow_download: bool = False
-    # Behind Hugging Face's proxy the visitor's address is the first X-Forwarded-For entry.
-    behind_proxy: bool = False
+    # Proxies in front of the app that each append the address they saw to X-Forwarded-For; the
+    # visitor is the entry the one nearest the visitor added (entries further left are the
+    # client's own words). Hugging Face Spaces have one.
+    proxy_hops: int = 0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -60,7 +62,8 @@ class Settings:
                    api_timeout=_positive(env, "MINIGPT4_API_TIMEOUT") or 30.0,
                    local_model=env.get("MINIGPT4_LOCAL_MODEL") or None,
                    allow_download=_flag(env, "MINIGPT4_ALLOW_DOWNLOAD"),
-                   behind_proxy=bool(env.get("SPACE_ID")))
+                   proxy_hops=_count(env, "MINIGPT4_TRUSTED_PROXY_HOPS",
+                                     1 if env.get("SPACE_ID") else 0))
 
 
 def _positive(env: dict[str, str], name: str) -> float | None:

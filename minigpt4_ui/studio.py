@@ -14,10 +14,10 @@ from typing import Any, Iterator, Sequence
 
 import gradio as gr
 
-from . import chat, images, schema, snippets
+from . import answer_text, chat, images, schema, snippets
 from .backend import Backend
 from .conversation import Turn, fold
-from .guard import Guard, LimitError
+from .guard import Guard, LimitError, visitor_address
 from .replicate_api import ReplicateError
 from .settings import Settings
 
@@ -48,7 +48,7 @@ def status_line(progress: chat.Progress) -> str:
         predict = f", predict time {progress.predict_time:.1f} s" if progress.predict_time else ""
         return f"✅ Done in {progress.elapsed:.1f} s{predict}"
     if progress.status == "failed":
-        return f"❌ The model failed: {progress.error or 'it gave no reason'}"
+        return f"❌ The model failed: {answer_text.markdown(progress.error or 'it gave no reason')}"
     if progress.status in ("canceled", "aborted"):
         return f"⏹ Stopped after {progress.elapsed:.1f} s"
     if progress.status == "starting" and progress.elapsed >= COLD_BOOT_AFTER:
@@ -112,11 +112,9 @@ class Studio:
         session = getattr(request, "session_hash", None) or "anonymous"
         if (visitor_token and visitor_token.strip()) or self.backend.embedded or request is None:
             return self.guard.slot(session, None)
-        address = request.client.host if request.client else "unknown"
-        forwarded = request.headers.get("x-forwarded-for", "")
-        if self.settings.behind_proxy and forwarded:
-            address = forwarded.split(",")[0].strip()
-        return self.guard.slot(session, address)
+        peer = request.client.host if request.client else "unknown"
+        return self.guard.slot(session, visitor_address(peer, request.headers.get("x-forwarded-for", ""),
+                                                        hops=self.settings.proxy_hops))
 
     def load_url(self, url: str) -> str:
         """Fetch and check an image URL, returning a local file for the image component."""
@@ -173,7 +171,10 @@ class Studio:
 
     def _respond(self, image: str, question: str, history: list, records: list, visitor_token: str,
                  values: tuple) -> Iterator[tuple]:
-        params = dict(zip((f.name for f in schema.PARAMETERS), values))
+        try:  # the retry path reaches here unchecked
+            params = chat.check_params(dict(zip((f.name for f in schema.PARAMETERS), values)))
+        except schema.InputError as exc:
+            raise _error(input_message(exc), title="Can't send") from None
         earlier = turns(history[:-1])
         folded = fold(earlier, question, max_length=int(params["max_length"]),
                       max_new_tokens=int(params["max_new_tokens"]), max_chars=chat.MAX_PROMPT_CHARS)
@@ -202,15 +203,15 @@ class Studio:
         progress = None
         try:
             for progress in chat.ask(client, inputs):
-                answer["content"] = progress.text
+                answer["content"] = answer_text.markdown(progress.text)
                 status_note["metadata"] = {
                     "title": f"{status_line(progress)} · {_link(progress)}", "id": progress.prediction_id,
                     "status": "done" if progress.finished else "pending"}
-                status_note["content"] = f"```\n{progress.logs.strip()}\n```" if progress.logs.strip() else ""
+                status_note["content"] = answer_text.code_block(progress.logs.strip()) if progress.logs.strip() else ""
                 record.update(status=progress.status, seconds=round(progress.elapsed, 1),
                               id=progress.prediction_id or "")
                 if progress.status == "failed" and not answer["content"]:
-                    answer["content"] = f"_The model failed: {progress.error or 'no reason given'}_"
+                    answer["content"] = f"_The model failed: {answer_text.markdown(progress.error or 'no reason given')}_"
                 yield history, f"{status_line(progress)} · {_link(progress)}", records, history_table(records), *request, ""
         except ReplicateError as exc:
             # Gradio rejects a null id, and there is none when the prediction was never created.
@@ -254,6 +255,8 @@ class Studio:
     def show_record(self, records: list, visitor_token: str, event: gr.SelectData) -> dict:
         """The full, current prediction behind a row of the history table."""
         row = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
+        if not isinstance(row, int) or not 0 <= row < len(records):
+            raise _error("That row is not in this session's history.", title="No such prediction")
         chosen = list(reversed(records))[row]
         if not chosen["id"]:
             return {"status": chosen["status"], "detail": "This request never reached the API."}
@@ -283,6 +286,7 @@ class Studio:
         """Answer `prompt` about `image`, streaming the growing answer text (the public API)."""
         params = dict(max_length=max_length, max_new_tokens=max_new_tokens, num_beams=num_beams,
                       repetition_penalty=repetition_penalty, temperature=temperature, top_p=top_p)
+        params = {name: value for name, value in params.items() if value is not None}  # None: default
         try:
             inputs = chat.build_input(image, prompt, params)
             with self._slot(request, None):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import schema
+from . import images, schema
 from .backend import Backend
 from .settings import Settings
 from .studio import HISTORY_HEADERS, Studio
@@ -66,7 +66,7 @@ def _control(field: schema.Field) -> gr.components.Component:
 def build(backend: Backend, settings: Settings) -> gr.Blocks:
     """Build the app around a connected backend."""
     studio = Studio(backend, settings)
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=images.GRADIO_CACHE_CLEANUP) as demo:
         gr.Markdown(f"# {TITLE}\n{DESCRIPTION}")
         gr.Markdown(backend.notice, elem_id="backend-notice")
         with gr.Row(equal_height=False):
@@ -135,7 +135,9 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                     **private)
         image.change(studio.new_image, inputs=[image, chatbot], outputs=[chatbot, status], queue=False, **private)
         for trigger in (load_url.click, url.submit):
-            trigger(studio.load_url, inputs=url, outputs=image, **private)
+            # One shared limit for both triggers: slow URLs wait in the queue, not on worker threads.
+            trigger(studio.load_url, inputs=url, outputs=image, concurrency_id="load-url",
+                    concurrency_limit=images.MAX_CONCURRENT_FETCHES, **private)
         history.select(studio.show_record, inputs=[records, visitor_token], outputs=chosen, **private)
         account_button.click(studio.account_predictions, inputs=visitor_token, outputs=account, **private)
         api_trigger.click(studio.ask, inputs=[image, prompt, *api_params], outputs=answer, api_name="ask",
