@@ -18,7 +18,6 @@ saw) and image URLs allowed on loopback (where the hostile image host runs).
 
 from __future__ import annotations
 
-import json
 import secrets
 import sys
 import tempfile
