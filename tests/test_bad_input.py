@@ -315,6 +315,12 @@ for _field in schema.PARAMETERS:
         PARAM_REFUSED.append((f"{_name} fractional", _name, 2.5, "Invalid type. Expected: integer, given: float"))
 
 
+# The model sets no upper bound on these two; the app caps them.
+PARAM_REFUSED += [("max_length over the app's cap", "max_length", 10**30, "Max length must be at most 4,096"),
+                  ("max_new_tokens over the app's cap", "max_new_tokens", 4097,
+                   "Max new tokens must be at most 4,096")]
+
+
 @pytest.mark.parametrize("name, field, value, expected", PARAM_REFUSED, ids=[c[0] for c in PARAM_REFUSED])
 def test_bad_parameter_names_the_parameter_and_the_limit(client, photo, name, field, value, expected):
     assert f"{field}: {expected}" in _refused(client, photo, **{field: value})

@@ -1,7 +1,10 @@
 """The UI's event handlers as plain functions (the browser tests drive them for real)."""
 
+from types import SimpleNamespace
+
 import gradio as gr
 import pytest
+from PIL import Image
 
 from minigpt4_ui import chat
 from minigpt4_ui.conversation import Turn
@@ -93,3 +96,37 @@ def test_a_dead_backend_gives_a_message_a_valid_chat_and_the_question_back(tmp_p
     assert status.startswith("❌ could not reach http://127.0.0.1:") and "connection refused" in status
     assert prompt == "What is it?"
     gr.Chatbot().postprocess(chat)  # what the page receives must be valid messages
+
+
+def test_a_cleared_number_field_is_named_not_a_crash(tmp_path):
+    """Clearing *Max length* sends None; it used to reach int(None) in the retry path."""
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (40, 30), "red").save(photo)
+    studio = Studio(backend=None, settings=Settings())
+    with pytest.raises(gr.Error, match="max_length: Max length is empty: enter a number"):
+        studio.submit(str(photo), "hi", [], None, 3000, 3, 1.0, 1.0, 0.9)
+    history = [{"role": "user", "content": "hi"}]
+    studio.backend = SimpleNamespace(embedded=True)  # never reached: the check comes first
+    with pytest.raises(gr.Error, match="max_length: Max length is empty: enter a number"):
+        next(studio.respond(str(photo), "hi", history, [], "", None, 3000, 3, 1.0, 1.0, 0.9))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("max_length", 10**30, "Max length must be at most 4,096"),
+    ("max_new_tokens", 4097, "Max new tokens must be at most 4,096"),
+])
+def test_the_app_caps_the_token_counts(tmp_path, field, value, message):
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (40, 30), "red").save(photo)
+    values = {**chat.check_params({}), field: value}
+    with pytest.raises(gr.Error, match=f"{field}: {message}"):
+        Studio(backend=None, settings=Settings()).submit(str(photo), "hi", [], *values.values())
+
+
+@pytest.mark.parametrize("index", [5, -1, [99, 0], "0"])
+def test_a_forged_history_row_gets_a_message(index):
+    records = [{"time": "12:00:00", "status": "succeeded", "seconds": 1.0, "prompt": "hi", "id": "p1",
+                "own_token": False}]
+    event = gr.SelectData(target=None, data={"index": index, "value": None})
+    with pytest.raises(gr.Error, match="That row is not in this session's history."):
+        Studio(backend=None, settings=Settings()).show_record(records, "", event)
