@@ -2,6 +2,7 @@
 Spaces entry point)."""
 
 import argparse
+import signal
 import sys
 from dataclasses import replace
 
@@ -46,9 +47,14 @@ def main() -> None:
         # Server name and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when set.
         # Gradio keeps every session's state (a copy of each component's config, ~150 KB here)
         # for an hour after it ends; the cap bounds that memory on a busy public host.
-        ui.build(connected, settings).launch(theme=ui.THEME, css=ui.CSS, head=ui.HEAD,
-                                             max_file_size=f"{settings.max_upload_mb}mb",
-                                             state_session_capacity=SESSION_CAPACITY)
+        demo = ui.build(connected, settings)
+        # Closing (not just stopping the server, as Gradio's Ctrl-C does) ends open streams, so its
+        # server shuts down in full and deletes the uploads and downloads it cached. SIGTERM is
+        # how hosts and containers stop an app; by default it would end the process on the spot.
+        signal.signal(signal.SIGTERM, lambda signum, frame: demo.close())
+        demo.launch(theme=ui.THEME, css=ui.CSS, head=ui.HEAD, max_file_size=f"{settings.max_upload_mb}mb",
+                    state_session_capacity=SESSION_CAPACITY)
+        demo.close()
     finally:
         connected.close()
 

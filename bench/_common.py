@@ -175,10 +175,11 @@ class App(Proc):
     def __init__(self, env: dict[str, str] | None = None, script: str = "app.py"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        # Every benchmark client comes from 127.0.0.1, so the per-visitor question limit is off.
+        # Every benchmark client comes from 127.0.0.1, so the per-visitor question limit is off
+        # unless `env` sets it.
         super().__init__([sys.executable, script],
-                         clean_env(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(self.port),
-                                   MINIGPT4_VISITOR_LIMIT_PER_HOUR="0", **(env or {})))
+                         clean_env(**{"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port),
+                                      "MINIGPT4_VISITOR_LIMIT_PER_HOUR": "0", **(env or {})}))
 
     def wait_ready(self, timeout: float = 90.0) -> float:
         return wait_http(self, self.url + "gradio_api/info", timeout)

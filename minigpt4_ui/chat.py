@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 
 # A public demo's own cap: about 4,000 tokens of English, the model's default max_length.
 MAX_PROMPT_CHARS = 16_000
+# The model itself sets no upper bound on these; the demo's own caps, just above its defaults.
+APP_MAXIMUM = {"max_length": 4096, "max_new_tokens": 4096}
 
 # How often the elapsed time is refreshed while the backend is silent (a cold boot can take minutes).
 TICK_SECONDS = 1.0
@@ -42,6 +45,13 @@ class Progress:
         return self.status in TERMINAL
 
 
+def check_params(params: dict[str, Any]) -> dict[str, Any]:
+    """MiniGPT-4's six parameters checked (blank, the app's caps, the model's bounds), with defaults
+    for missing ones; raises schema.InputError."""
+    checked = _validated(schema.SPEC, {**params, "prompt": "pending", "image": "pending"}, [])
+    return {field.name: checked[field.name] for field in schema.PARAMETERS}
+
+
 def build_input(image: str | None, prompt: str, params: dict[str, Any]) -> dict[str, Any]:
     """MiniGPT-4's inputs, checked and with the image encoded (see `build_model_input`)."""
     return build_model_input(schema.SPEC, image, {"prompt": prompt, **params})
@@ -61,16 +71,27 @@ def build_model_input(spec: ModelSpec, image: str | None, inputs: dict[str, Any]
     elif isinstance(question, str) and "\x00" in question:
         problems.append(schema.Problem(spec.question, "invalid_character",
                                        "contains a NUL character (\\0)"))
+    checked = _validated(spec, {**inputs, spec.image: "pending"}, problems)
+    return {**checked, spec.image: images.to_input(image)}
+
+
+def _validated(spec: ModelSpec, inputs: dict[str, Any], problems: list[schema.Problem]) -> dict[str, Any]:
+    """The model's validation plus the app's own rules (blank controls, caps), every problem at once."""
     blank = [name for name, value in inputs.items() if value is None]
     problems += [schema.Problem(name, "blank", "is empty") for name in blank]
+    names = {field.name for field in spec.fields}
+    for name, cap in APP_MAXIMUM.items():
+        value = inputs.get(name)
+        if (name in names and isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value) and value > cap):
+            problems.append(schema.Problem(name, "app_maximum", f"must be at most {cap:,}"))
     try:
-        checked = model_schema.validate(spec.fields, {**{k: v for k, v in inputs.items() if k not in blank},
-                                                      spec.image: "pending"})
+        checked = model_schema.validate(spec.fields, {k: v for k, v in inputs.items() if k not in blank})
     except schema.InputError as exc:
         problems += exc.problems
     if problems:
         raise schema.InputError(problems)
-    return {**checked, spec.image: images.to_input(image)}
+    return checked
 
 
 def ask(client: Client, inputs: dict[str, Any], *, stop: threading.Event | None = None,

@@ -1,14 +1,36 @@
-"""Limits for a public host: one running answer per session, a per-visitor hourly allowance."""
+"""Limits for a public host: one running answer per session, a per-visitor hourly allowance,
+and who the visitor is."""
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 WINDOW_SECONDS = 3600.0
+SWEEP_SECONDS = 60.0  # how often visitors idle for a whole window are forgotten
+
+
+def visitor_address(peer: str, forwarded: str, *, hops: int) -> str:
+    """Who a request comes from, as the hourly allowance counts visitors.
+
+    With `hops` trusted proxies in front, that is the X-Forwarded-For entry the proxy nearest the
+    visitor added, `hops` from the right: the entries to its left are whatever the client wrote. Without
+    proxies (or when they added fewer entries than expected) it is the connection's `peer`. An IPv6
+    visitor is their /64, the block one subscriber is usually given and can rotate through.
+    """
+    entries = [entry.strip() for entry in forwarded.split(",") if entry.strip()]
+    address = entries[-hops] if hops and len(entries) >= hops else peer
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ip.ipv4_mapped or ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class LimitError(Exception):
@@ -23,7 +45,8 @@ class Guard:
         self._clock = clock
         self._lock = threading.Lock()
         self._running: set[str] = set()
-        self._recent: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._recent: dict[str, deque[float]] = {}
+        self._swept = clock()
 
     @contextmanager
     def slot(self, session: str, visitor: str | None) -> Iterator[None]:
@@ -47,7 +70,9 @@ class Guard:
 
     def _count(self, visitor: str) -> None:
         now = self._clock()
-        times = self._recent[visitor]
+        if now - self._swept >= SWEEP_SECONDS:
+            self._forget_idle(now)
+        times = self._recent.setdefault(visitor, deque())
         while times and now - times[0] >= WINDOW_SECONDS:
             times.popleft()
         if len(times) >= self.per_hour:
@@ -56,3 +81,9 @@ class Guard:
                              f"host's Replicate account. Try again in about {minutes} min, or enter "
                              "your own Replicate token.")
         times.append(now)
+
+    def _forget_idle(self, now: float) -> None:
+        """Forget visitors whose last question is outside the window (they count as new)."""
+        self._recent = {visitor: times for visitor, times in self._recent.items()
+                        if now - times[-1] < WINDOW_SECONDS}
+        self._swept = now

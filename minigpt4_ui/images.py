@@ -5,19 +5,22 @@ Also fetches an image URL the user typed, safely, so it can be checked and previ
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import io
 import math
 import os
+import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import urlfetch
+from . import imagelimits, urlfetch
 from .urlfetch import UrlPolicy
 
 # MiniGPT-4 resizes to 224×224; 448 keeps detail for other backends and still encodes small.
@@ -27,6 +30,8 @@ MAX_DATA_URI_BYTES = 256_000
 # Below Pillow's own bomb warning (89 MP), so the check below always speaks first.
 MAX_PIXELS = 64_000_000
 _QUALITIES = (90, 80, 70, 55, 40)
+# Pillow cannot `reduce` 16-bit images, which thumbnail() does first for big ones.
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 # Oversized images are refused with a clear message below; Pillow's warning would only add log noise.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -70,18 +75,15 @@ def load(path: str | Path) -> Image.Image:
     if size == 0:
         raise ImageError("The image file is empty (0 bytes).")
     try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise ImageError(f"The image is {img.width}×{img.height} pixels; images up to "
-                                 f"{MAX_PIXELS // 1_000_000} megapixels are accepted.")
+        with imagelimits.open_image(path, max_pixels=MAX_PIXELS) as img, imagelimits.decode_slot():
             # JPEG drafting decodes at a reduced scale, which is far faster for big photos.
             scale = min(1.0, MAX_SIDE / max(img.size))
             img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
-            img = ImageOps.exif_transpose(img)
-            img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BICUBIC)
-            return _to_rgb(img)
-    except ImageError:
-        raise
+            # Shrink before anything else: exif_transpose copies the image it is given.
+            return _to_rgb(ImageOps.exif_transpose(_shrink(img)))
+    except imagelimits.TooManyPixels as exc:
+        raise ImageError(f"The image is {exc.width}×{exc.height} pixels; images up to "
+                         f"{MAX_PIXELS // 1_000_000} megapixels are accepted.") from None
     except UnidentifiedImageError:
         raise ImageError("That file is not an image format this app can read "
                          "(use JPEG, PNG, WebP, GIF or BMP).") from None
@@ -90,6 +92,27 @@ def load(path: str | Path) -> Image.Image:
                          f"(over {MAX_PIXELS // 1_000_000} megapixels).") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"The image file is damaged or truncated ({exc}).") from None
+
+
+def _shrink(img: Image.Image) -> Image.Image:
+    """`img` fitted within MAX_SIDE without a second full-size copy.
+
+    thumbnail() shrinks most modes in place, but resizes RGBA and LA through a full-size
+    premultiplied copy, and cannot reduce 16-bit greyscale; RGBA and LA are first reduced here
+    strip by strip (a box reduction by a whole factor keeps strips independent).
+    """
+    factor = max(img.size) // (MAX_SIDE * 2)
+    if img.mode in ("RGBA", "LA") and factor >= 2:
+        reduced = Image.new(img.mode, (-(-img.width // factor), -(-img.height // factor)))
+        rows = factor * 64
+        for top in range(0, img.height, rows):
+            strip = img.crop((0, top, img.width, min(img.height, top + rows)))
+            reduced.paste(strip.reduce(factor), (0, top // factor))
+        reduced.info = img.info  # keeps the EXIF orientation
+        img = reduced
+    img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BICUBIC,
+                  reducing_gap=None if img.mode in _SIXTEEN_BIT else 2.0)
+    return img
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -117,13 +140,24 @@ def encode(img: Image.Image) -> str:
 
 
 MAX_DOWNLOAD_BYTES = 20_000_000
-FETCH_TIMEOUT = (5.0, 10.0)  # connect, whole download
+FETCH_TIMEOUT = (5.0, 10.0)  # connect, whole fetch (connect, headers and body, by the clock)
+# URL loads running at once: each may hold one of Gradio's worker threads until its deadline, so
+# a flood of slow URLs must leave most of them to pages, the queue and answers.
+MAX_CONCURRENT_FETCHES = 16
+# Gradio copies a download into its own cache as `load_url` returns; ours is kept this long.
+KEEP_DOWNLOAD_S = 60.0
+# (every, older than) in seconds: Gradio deletes its copies of uploads and downloads this old
+# (and all of them at exit); a conversation left alone this long has most likely ended.
+GRADIO_CACHE_CLEANUP = (900, 7200)
 
 
 def check_url(url: str) -> str:
     """Return the URL stripped, or raise ImageError if it is not an http(s) URL with a host."""
     url = url.strip()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. "http://[::1/x": an unclosed IPv6 bracket
+        raise ImageError(f"That URL is not valid ({exc}).") from None
     if parts.scheme not in ("http", "https"):
         raise ImageError("Only http:// and https:// image URLs are supported"
                          + (f" (got {parts.scheme}://)." if parts.scheme else "."))
@@ -158,6 +192,7 @@ def _why(exc: urlfetch.FetchError) -> str:
         except ImageError as wrong:
             return str(wrong)
     return {
+        "bad_url": "The image URL redirected to an address that is not valid.",
         "no_host": "That URL has no host name.",
         "bad_port": "That URL has an invalid port.",
         "host_unknown": f"The host {facts.get('host')} could not be found.",
@@ -173,7 +208,14 @@ def _why(exc: urlfetch.FetchError) -> str:
 
 def _save(body: bytes) -> Path:
     """Write a downloaded image to a temporary file named for its format, after checking it."""
-    fd, name = tempfile.mkstemp(prefix="url-image-")
+    folder = _downloads()
+    for old in folder.iterdir():  # copied into Gradio's cache long ago
+        try:
+            if time.time() - old.stat().st_mtime > KEEP_DOWNLOAD_S:
+                old.unlink()
+        except FileNotFoundError:
+            pass  # another load swept it first
+    fd, name = tempfile.mkstemp(prefix="url-image-", dir=folder)
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -185,3 +227,11 @@ def _save(body: bytes) -> Path:
     except BaseException:
         path.unlink()
         raise
+
+
+@functools.lru_cache(maxsize=1)
+def _downloads() -> Path:
+    """This process's folder of URL downloads, removed at exit."""
+    folder = Path(tempfile.mkdtemp(prefix="minigpt4-url-images-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder

@@ -42,8 +42,10 @@ class Settings:
     # be downloaded; without one the embedded server runs the built-in predictor.
     local_model: str | None = None
     allow_download: bool = False
-    # Behind Hugging Face's proxy the visitor's address is the first X-Forwarded-For entry.
-    behind_proxy: bool = False
+    # Proxies in front of the app that each append the address they saw to X-Forwarded-For; the
+    # visitor is the entry the one nearest the visitor added (entries further left are the
+    # client's own words). Hugging Face Spaces have one.
+    proxy_hops: int = 0
     # A Cog container serving the model (e.g. MiniGPT-4 on this machine's GPU), and the
     # http://HOST:PORT where it can reach this app for progress webhooks.
     cog_url: str | None = None
@@ -64,7 +66,8 @@ class Settings:
                    api_timeout=_positive(env, "MINIGPT4_API_TIMEOUT") or 30.0,
                    local_model=env.get("MINIGPT4_LOCAL_MODEL") or None,
                    allow_download=_flag(env, "MINIGPT4_ALLOW_DOWNLOAD"),
-                   behind_proxy=bool(env.get("SPACE_ID")),
+                   proxy_hops=_count(env, "MINIGPT4_TRUSTED_PROXY_HOPS",
+                                     1 if env.get("SPACE_ID") else 0),
                    cog_url=env.get("MINIGPT4_COG_URL") or None,
                    cog_callback_url=env.get("MINIGPT4_COG_CALLBACK_URL") or None)
 

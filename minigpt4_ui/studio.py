@@ -11,16 +11,16 @@ import itertools
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple, Sequence
 
 import gradio as gr
 
-from . import chat, chat_messages, images, schema, snippets, wording
+from . import answer_text, chat, chat_messages, images, schema, snippets, wording
 from .answer_slots import AnswerSlot, AnswerSlots
 from .backend import Backend
 from .conversation import fold
-from .guard import Guard, LimitError
+from .guard import Guard, LimitError, visitor_address
 from .replicate_api import ReplicateError
 from .settings import Settings
 
@@ -96,7 +96,7 @@ def status_title(progress: chat.Progress) -> str:
     if progress.status == "succeeded":
         return f"Done in {progress.elapsed:.1f} s"
     if progress.status == "failed":
-        return wording.model_failed(progress.error)
+        return answer_text.markdown(wording.model_failed(progress.error))
     if progress.status in ("canceled", "aborted"):
         return f"Stopped by you after {progress.elapsed:.1f} s"
     if progress.status == "starting" and progress.elapsed >= COLD_BOOT_AFTER:
@@ -116,7 +116,7 @@ def status_details(progress: chat.Progress) -> str:
         facts.append(f"[open on Replicate]({progress.web_url})")
     details = " · ".join(facts)
     if progress.logs.strip():
-        details += f"\n\nLogs:\n```\n{progress.logs.strip()}\n```"
+        details += f"\n\nLogs:\n{answer_text.code_block(progress.logs.strip())}"
     return details
 
 
@@ -133,11 +133,8 @@ class Studio:
         """Who pays: None when not the host's token (own token, embedded backend), else the visitor."""
         if (visitor_token and visitor_token.strip()) or self.backend.embedded or request is None:
             return None
-        address = request.client.host if request.client else "unknown"
-        forwarded = request.headers.get("x-forwarded-for", "")
-        if self.settings.behind_proxy and forwarded:
-            address = forwarded.split(",")[0].strip()
-        return address
+        peer = request.client.host if request.client else "unknown"
+        return visitor_address(peer, request.headers.get("x-forwarded-for", ""), hops=self.settings.proxy_hops)
 
     def api_slot(self, request: gr.Request | None):
         """The guard's slot for an API call (host-paid ones count against the visitor's hour)."""
@@ -249,6 +246,7 @@ class Studio:
         at = len(history)
         history.append(chat_messages.status("Sending…", done=False))
         try:
+            params = chat.check_params(params)  # Retry reaches here without Send's check
             folded = fold(earlier, question, max_length=int(params["max_length"]),
                           max_new_tokens=int(params["max_new_tokens"]), max_chars=chat.MAX_PROMPT_CHARS)
             if folded.dropped:
@@ -270,9 +268,9 @@ class Studio:
             for progress in chat.ask(client, inputs, stop=slot.stop):
                 record.status, record.seconds = progress.status, round(progress.elapsed, 1)
                 record.id = progress.prediction_id or ""
-                reply["content"] = progress.text
+                reply["content"] = answer_text.markdown(progress.text)
                 if progress.status == "failed" and not reply["content"]:
-                    reply["content"] = f"_{wording.model_failed(progress.error)}_"
+                    reply["content"] = f"_{answer_text.markdown(wording.model_failed(progress.error))}_"
                 show(status_title(progress), done=progress.finished, details=status_details(progress))
                 yield update(done=False)
         except (schema.InputError, images.ImageError, ReplicateError) as exc:

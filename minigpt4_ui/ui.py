@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import schema
+from . import images, schema
 from .ask_model import ModelAsker
 from .backend import Backend
 from .settings import Settings
@@ -112,7 +112,7 @@ def _control(field: schema.Field) -> gr.components.Component:
 def build(backend: Backend, settings: Settings) -> gr.Blocks:
     """Build the app around a connected backend."""
     studio = Studio(backend, settings)
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=images.GRADIO_CACHE_CLEANUP) as demo:
         with gr.Row(elem_id="header"):
             gr.Markdown(f"# {TITLE}")
             open_settings = gr.Button(value="Settings and history", size="sm", scale=0, min_width=170,
@@ -194,7 +194,9 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         new_chat.click(studio.clear, outputs=[image, url, prompt, chatbot, message], queue=False, **quiet)
         image.change(studio.new_image, inputs=[image, chatbot], outputs=message, queue=False, **quiet)
         for trigger in (load_url.click, url.submit):
-            trigger(studio.load_url, inputs=url, outputs=[image, message], **quiet)
+            # One shared limit for both triggers: slow URLs wait in the queue, not on worker threads.
+            trigger(studio.load_url, inputs=url, outputs=[image, message], concurrency_id="load-url",
+                    concurrency_limit=images.MAX_CONCURRENT_FETCHES, **quiet)
         history.select(studio.show_record, inputs=[records, visitor_token], outputs=[chosen, history_message],
                        **quiet)
         account_button.click(studio.account_predictions, inputs=visitor_token,

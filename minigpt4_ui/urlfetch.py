@@ -1,10 +1,16 @@
-"""Fetch a URL someone else chose, safely; used by the app (image URLs) and the server (image inputs).
+"""Fetch a URL someone else chose, safely; used by the app (image URLs) and the server (image
+inputs, webhooks).
 
-http/https only, a size cap, an overall time limit, redirects followed by hand (at most
-MAX_REDIRECTS) with every hop checked, and no connection to a loopback, private, link-local,
-multicast or otherwise non-global address unless `UrlPolicy.allow_hosts` names the host or a
-network holding its address. The connection goes to the very address that was checked, so a DNS
-answer that changes between check and connect (rebinding) cannot slip through.
+http/https only, a size cap, and one wall-clock deadline covering connect, TLS, headers and body:
+a watchdog thread shuts the socket down when the deadline passes or the caller's `cancel` event is
+set, so a server that trickles one byte at a time cannot hold a thread (a per-read timeout never
+fires against it). Redirects are followed by hand (at most MAX_REDIRECTS) with every hop checked,
+and no connection goes to a loopback, private, link-local, multicast or otherwise non-global
+address, nor to an IPv6 address that embeds one (NAT64, 6to4, Teredo, IPv4-compatible, -mapped or
+-translated), unless `UrlPolicy.allow_hosts` names the host or a network holding its address. The
+connection goes to the very address that was checked, so a DNS answer that changes between check
+and connect (rebinding) cannot slip through. Name resolution itself is the one step the deadline
+cannot cut short; the system resolver's own timeouts bound it.
 
 Failures are `FetchError`s with a `reason` and the facts behind it; each caller words them for
 its own audience.
@@ -12,31 +18,57 @@ its own audience.
 
 from __future__ import annotations
 
+import functools
+import http.client
 import ipaddress
 import socket
+import ssl
+import threading
 import time
 import urllib.parse
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import certifi
-import urllib3
 
 MAX_REDIRECTS = 5
 CONNECT_TIMEOUT_S = 5.0
+_CHUNK = 65536
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# IPv6 ranges whose last 32 bits are an IPv4 address the packet is meant for.
+_IPV4_IN_LAST_32 = tuple(ipaddress.ip_network(net) for net in (
+    "64:ff9b::/96", "64:ff9b:1::/48",  # NAT64
+    "::/96",  # IPv4-compatible (deprecated)
+    "::ffff:0:0:0/96",  # IPv4-translated
+))
 
 
 class FetchError(Exception):
     """Why a URL could not be fetched.
 
-    `reason` is one of: scheme (facts: url, scheme), no_host, bad_port, host_unknown (host),
-    private (host), status (status, phrase, netloc), too_large, timeout, redirects, unreachable
-    and broken (error: the exception's class name).
+    `reason` is one of: scheme (facts: url, scheme), bad_url, no_host, bad_port, host_unknown
+    (host), private (host), status (status, phrase, netloc), too_large, timeout, canceled,
+    redirects, unreachable and broken (error: the exception's class name).
     """
 
     def __init__(self, reason: str, **facts: object):
         super().__init__(reason)
         self.reason = reason
         self.facts = facts
+
+
+def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (and would reach through a gateway), if any."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped or address.sixtofour:
+        return address.ipv4_mapped or address.sixtofour
+    if address.teredo:
+        return address.teredo[1]
+    if any(address in network for network in _IPV4_IN_LAST_32):
+        return ipaddress.IPv4Address(address.packed[-4:])
+    return None
 
 
 @dataclass(frozen=True)
@@ -61,9 +93,14 @@ class UrlPolicy:
         object.__setattr__(self, "_names", frozenset(names))
         object.__setattr__(self, "_networks", tuple(networks))
 
-    def allows(self, host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    def allows(self, host: str, address: IPAddress) -> bool:
+        """Whether `host`, resolved to `address`, may be fetched."""
         if "*" in self._names or host.lower() in self._names:
             return True
+        inner = embedded_ipv4(address)
+        return self._allows_address(address) and (inner is None or self._allows_address(inner))
+
+    def _allows_address(self, address: IPAddress) -> bool:
         if any(address in network for network in self._networks):
             return True
         return address.is_global and not address.is_multicast
@@ -78,93 +115,210 @@ class Fetched:
 
 
 def fetch(url: str, *, policy: UrlPolicy, max_bytes: int, timeout: float,
-          connect_timeout: float = CONNECT_TIMEOUT_S, user_agent: str = "minigpt4-studio") -> Fetched:
-    """GET `url` within `timeout` seconds in all and `max_bytes`, checking every hop; raises FetchError."""
+          connect_timeout: float = CONNECT_TIMEOUT_S, user_agent: str = "minigpt4-studio",
+          cancel: threading.Event | None = None) -> Fetched:
+    """GET `url` within `timeout` seconds in all and `max_bytes`, checking every hop; raises FetchError.
+
+    Setting `cancel` ends the fetch at once with reason `canceled`.
+    """
     deadline = time.monotonic() + timeout
     for _ in range(MAX_REDIRECTS + 1):
-        response = _open(url, policy=policy, timeout=max(0.1, deadline - time.monotonic()),
-                         connect_timeout=connect_timeout, user_agent=user_agent)
-        try:
-            if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                url = urllib.parse.urljoin(url, response.headers["Location"])
+        with _exchange("GET", url, policy=policy, deadline=deadline, cancel=cancel,
+                       connect_timeout=connect_timeout,
+                       headers={"Accept": "image/*", "User-Agent": user_agent}) as (response, read):
+            location = response.getheader("Location")
+            if response.status in (301, 302, 303, 307, 308) and location:
+                try:
+                    url = urllib.parse.urljoin(url, location)
+                except ValueError:
+                    raise FetchError("bad_url") from None
                 continue
             if response.status != 200:
                 raise FetchError("status", status=response.status, phrase=response.reason,
                                  netloc=urllib.parse.urlsplit(url).netloc)
-            length = response.headers.get("Content-Length", "")
+            length = response.getheader("Content-Length", "")
             if length.isdigit() and int(length) > max_bytes:
                 raise FetchError("too_large")
-            body = _read(response, max_bytes=max_bytes, deadline=deadline)
-            kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            body = read(max_bytes)
+            kind = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
             return Fetched(body=body, content_type=kind)
-        finally:
-            response.release_conn()
-            response.close()
     raise FetchError("redirects")
 
 
-def _read(response: "urllib3.BaseHTTPResponse", *, max_bytes: int, deadline: float) -> bytes:
-    body = bytearray()
+def post(url: str, body: bytes, *, headers: dict[str, str], policy: UrlPolicy, timeout: float,
+         connect_timeout: float = CONNECT_TIMEOUT_S, cancel: threading.Event | None = None) -> int:
+    """POST `body` to `url` within `timeout` seconds in all, without following redirects.
+
+    Returns the answer's status code; raises FetchError.
+    """
+    with _exchange("POST", url, policy=policy, deadline=time.monotonic() + timeout, cancel=cancel,
+                   connect_timeout=connect_timeout, headers=headers, body=body) as (response, _):
+        return response.status
+
+
+def check(url: str, *, policy: UrlPolicy) -> None:
+    """Raise FetchError unless `url` is http(s) and its host resolves only to allowed addresses."""
+    host, port, _, _ = _split(url)
+    _checked_address(host, port, policy)
+
+
+def _split(url: str) -> tuple[str, int, bool, str]:
+    """(host, port, https?, request target) of an http(s) URL; raises FetchError."""
     try:
-        for chunk in response.stream(65536):
-            body += chunk
-            if len(body) > max_bytes:
-                raise FetchError("too_large")
-            if time.monotonic() > deadline:
-                raise FetchError("timeout")
-    except (urllib3.exceptions.TimeoutError, socket.timeout):
-        raise FetchError("timeout") from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise FetchError("broken", error=type(exc).__name__) from None
-    return bytes(body)
-
-
-def _open(url: str, *, policy: UrlPolicy, timeout: float, connect_timeout: float,
-          user_agent: str) -> "urllib3.BaseHTTPResponse":
-    """GET one URL (no redirects), connecting to the checked address of its host."""
-    parts = urllib.parse.urlsplit(url)
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise FetchError("bad_url") from None
     if parts.scheme not in ("http", "https"):
         raise FetchError("scheme", url=url, scheme=parts.scheme)
-    if not parts.hostname:
+    if not host:
         raise FetchError("no_host")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise FetchError("bad_port") from None
-    host = parts.hostname
-    address = _checked_address(host, port, policy)
-    options = {"timeout": urllib3.Timeout(connect=connect_timeout, read=timeout), "retries": False,
-               "maxsize": 1}
-    if parts.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(address, port, server_hostname=host, assert_hostname=host,
-                                           ca_certs=certifi.where(), cert_reqs="CERT_REQUIRED",
-                                           **options)
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, **options)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return host, port, parts.scheme == "https", target
+
+
+@contextmanager
+def _exchange(method: str, url: str, *, policy: UrlPolicy, deadline: float,
+              cancel: threading.Event | None, connect_timeout: float, headers: dict[str, str],
+              body: bytes | None = None) -> Iterator[tuple[http.client.HTTPResponse, object]]:
+    """One request on a connection of its own, to the checked address of the URL's host.
+
+    Yields the response (headers read) and `read(max_bytes)` for its body; the connection is
+    closed on leaving.
+    """
+    host, port, https, target = _split(url)
+    family, address = _checked_address(host, port, policy)
+    netloc = urllib.parse.urlsplit(url).netloc.rpartition("@")[2]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    reading = False
     try:
-        return pool.urlopen("GET", target, headers={"Host": parts.netloc.rpartition("@")[2],
-                                                    "Accept": "image/*", "User-Agent": user_agent},
-                            redirect=False, preload_content=False, assert_same_host=False)
-    except urllib3.exceptions.NewConnectionError as exc:  # before TimeoutError: it subclasses it
-        raise FetchError("unreachable", error=type(exc).__name__) from None
-    except (urllib3.exceptions.TimeoutError, socket.timeout):
-        raise FetchError("timeout") from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise FetchError("unreachable", error=type(exc).__name__) from None
+        # The watch ends (under the watchdog's lock) before the socket is closed below, so a
+        # descriptor is never shut down after it was closed and perhaps reused.
+        with _WATCHDOG.watch(deadline, cancel) as watch:
+            watch.sock = sock
+            sock.settimeout(max(0.01, min(connect_timeout, deadline - time.monotonic())))
+            sock.connect(address)
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            if https:
+                sock = _tls().wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+                watch.sock = sock
+                sock.do_handshake()
+            connection = http.client.HTTPConnection(host, port)
+            connection.sock = sock  # already connected to the checked address
+            connection.request(method, target, body=body, headers={"Host": netloc, **headers})
+            response = connection.getresponse()
+            watch.raise_if_cut_off()  # a shut-down socket can read as a clean end of headers
+            reading = True
+            yield response, functools.partial(_read, response, watch)
+    except FetchError:
+        raise
+    except (OSError, http.client.HTTPException) as exc:
+        if cancel is not None and cancel.is_set():
+            raise FetchError("canceled") from None
+        if time.monotonic() >= deadline or isinstance(exc, TimeoutError):
+            raise FetchError("timeout") from None
+        raise FetchError("broken" if reading else "unreachable", error=type(exc).__name__) from None
+    finally:
+        sock.close()
 
 
-def _checked_address(host: str, port: int, policy: UrlPolicy) -> str:
-    """One address of `host` to connect to; every address it resolves to must be allowed."""
+def _read(response: http.client.HTTPResponse, watch: "_Watch", max_bytes: int) -> bytes:
+    body = bytearray()
+    while chunk := response.read(_CHUNK):
+        body += chunk
+        if len(body) > max_bytes:
+            raise FetchError("too_large")
+    watch.raise_if_cut_off()  # a body without a length ends where the watchdog cut it
+    if response.length:  # the connection ended before Content-Length bytes arrived
+        raise http.client.IncompleteRead(bytes(body), response.length)
+    return bytes(body)
+
+
+@functools.lru_cache(maxsize=1)
+def _tls() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _checked_address(host: str, port: int, policy: UrlPolicy) -> tuple[int, tuple]:
+    """(family, socket address) to connect to; every address `host` resolves to must be allowed."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
+    except (socket.gaierror, UnicodeError, ValueError):
         raise FetchError("host_unknown", host=host) from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
+    for family, _, _, _, address in infos:
+        ip = ipaddress.ip_address(address[0].split("%")[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
             ip = ip.ipv4_mapped
         if not policy.allows(host, ip):
             raise FetchError("private", host=host)
-    return addresses[0]
+    return infos[0][0], infos[0][4]
+
+
+class _Watch:
+    """One exchange's deadline, cancel event and current socket (None between sockets)."""
+
+    def __init__(self, deadline: float, cancel: threading.Event | None):
+        self.deadline = deadline
+        self.cancel = cancel
+        self.sock: socket.socket | None = None
+
+    def overdue(self, now: float) -> bool:
+        return now >= self.deadline or (self.cancel is not None and self.cancel.is_set())
+
+    def raise_if_cut_off(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise FetchError("canceled")
+        if time.monotonic() >= self.deadline:
+            raise FetchError("timeout")
+
+
+class _Watchdog:
+    """One thread for every exchange in the process: it shuts down the socket of any exchange
+    past its deadline or cancelled, which wakes a read blocked in the kernel at once. It runs
+    only while something is watched."""
+
+    TICK_S = 0.05
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: set[_Watch] = set()
+        self._running = False
+
+    @contextmanager
+    def watch(self, deadline: float, cancel: threading.Event | None) -> Iterator[_Watch]:
+        watch = _Watch(deadline, cancel)
+        with self._lock:
+            self._watched.add(watch)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="urlfetch-watchdog", daemon=True).start()
+        try:
+            yield watch
+        finally:
+            # Under the lock, so the socket is never shut down after it was closed (and its
+            # descriptor perhaps reused).
+            with self._lock:
+                self._watched.discard(watch)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._watched:
+                    self._running = False
+                    return
+                now = time.monotonic()
+                for watch in self._watched:
+                    if watch.sock is not None and watch.overdue(now):
+                        try:
+                            # The plain socket's shutdown, also for TLS: it acts on the descriptor.
+                            socket.socket.shutdown(watch.sock, socket.SHUT_RDWR)
+                        except OSError:
+                            pass  # not connected yet, or already shut down
+            time.sleep(self.TICK_S)
+
+
+_WATCHDOG = _Watchdog()

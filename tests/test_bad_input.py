@@ -97,8 +97,8 @@ def _palette_transparent() -> bytes:
     return _save(image, "PNG", transparency=0)
 
 
-def _png16() -> bytes:
-    image = Image.linear_gradient("L").resize((256, 128)).convert("I")
+def _png16(width: int = 256, height: int = 128) -> bytes:
+    image = Image.linear_gradient("L").resize((width, height)).convert("I")
     image = image.point(lambda v: v * 257).convert("I;16")
     return _save(image, "PNG")
 
@@ -160,7 +160,11 @@ IMAGE_CASES: list[tuple[str, str, bytes, object]] = [
     ("progressive jpeg", "prog.jpg", _save(_scene(), "JPEG", progressive=True), ("ok", 300, 180)),
     ("webp", "scene.webp", _save(_scene(), "WEBP"), ("ok", 300, 180)),
     ("bmp", "scene.bmp", _save(_scene(), "BMP"), ("ok", 300, 180)),
-    ("tiff", "scene.tiff", _save(_scene(), "TIFF"), ("ok", 300, 180)),
+    # Outside the allow-list: TIFF decoders can take far more memory than the file suggests,
+    # and EPS would run Ghostscript.
+    ("tiff", "scene.tiff", _save(_scene(), "TIFF"), NOT_IMAGE),
+    ("eps", "drawing.eps", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n", NOT_IMAGE),
+    ("16-bit greyscale png, 2400x1600", "deep-big.png", _png16(2400, 1600), ("ok", 448, 299)),
     ("1x1 png", "dot.png", _save(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"), ("ok", 1, 1)),
     ("4000x2 png (thumbnailed)", "strip.png", _save(Image.new("RGB", (4000, 2), "white"), "PNG"), ("ok", 448, 1)),
     ("png named .jpg", "really-a-png.jpg", GOOD_PNG, ("ok", 300, 180)),
@@ -329,6 +333,12 @@ for _field in schema.PARAMETERS:
         PARAM_REFUSED.append((f"{_name} above maximum", _name, _field.maximum + 1, _lte(_field)))
     if _field.type is int:
         PARAM_REFUSED.append((f"{_name} fractional", _name, 2.5, f"{_field.label} must be a whole number"))
+
+
+# The model sets no upper bound on these two; the app caps them.
+PARAM_REFUSED += [("max_length over the app's cap", "max_length", 10**30, "Max length must be at most 4,096"),
+                  ("max_new_tokens over the app's cap", "max_new_tokens", 4097,
+                   "Max new tokens must be at most 4,096")]
 
 
 def _id(case) -> str:
@@ -541,6 +551,9 @@ ADDRESS_CASES = [
     ("decimal loopback", "http://2130706433/a.png", "The host 2130706433 " + PRIVATE),
     ("ipv6 loopback", "http://[::1]/a.png", "The host ::1 " + PRIVATE),
     ("ipv4-mapped ipv6 loopback", "http://[::ffff:127.0.0.1]/a.png", "The host ::ffff:127.0.0.1 " + PRIVATE),
+    *[(f"ipv6 {kind} embedding loopback", f"http://[{address}]/a.png", f"The host {address} " + PRIVATE)
+      for kind, address in (("nat64", "64:ff9b::7f00:1"), ("6to4", "2002:7f00:1::"),
+                            ("ipv4-compatible", "::127.0.0.1"), ("ipv4-translated", "::ffff:0:7f00:1"))],
     ("unspecified", "http://0.0.0.0/a.png", "The host 0.0.0.0 " + PRIVATE),
     ("private 10/8", "http://10.0.0.5/a.png", "The host 10.0.0.5 " + PRIVATE),
     ("private 172.16/12", "http://172.16.5.4/a.png", "The host 172.16.5.4 " + PRIVATE),
@@ -568,6 +581,7 @@ SCHEME_CASES = [
     ("javascript", "javascript:alert(1)", "Only http:// and https:// image URLs are supported (got javascript://)."),
     ("no scheme", "example.com/a.png", "Only http:// and https:// image URLs are supported."),
     ("no host", "http:///a.png", "That URL has no host name."),
+    ("unclosed ipv6 bracket", "http://[::1/x", "That URL is not valid (Invalid IPv6 URL)."),
     ("empty", "", "Paste an image URL first."),
     ("blank", "   \t", "Paste an image URL first."),
 ]

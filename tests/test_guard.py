@@ -1,6 +1,6 @@
 import pytest
 
-from minigpt4_ui.guard import Guard, LimitError
+from minigpt4_ui.guard import Guard, LimitError, visitor_address
 
 
 class Clock:
@@ -47,3 +47,32 @@ def test_host_paid_predictions_are_limited_per_visitor_per_hour():
     clock.now += 3600
     with guard.slot("s1", "1.2.3.4"):
         pass
+
+
+def test_visitors_are_forgotten_after_the_hour():
+    """Rotating addresses used to grow the guard without bound."""
+    clock = Clock()
+    guard = Guard(per_hour=3, clock=clock)
+    for n in range(1000):
+        with guard.slot("s", f"10.0.{n // 256}.{n % 256}"):
+            pass
+    assert len(guard._recent) == 1000
+    clock.now += 3600
+    with guard.slot("s", "1.2.3.4"):
+        pass
+    assert list(guard._recent) == ["1.2.3.4"]
+
+
+@pytest.mark.parametrize("forwarded, hops, expected", [
+    ("", 1, "10.0.0.9"),  # no header: the peer
+    ("203.0.113.7", 1, "203.0.113.7"),  # what the proxy added
+    ("6.6.6.6, 203.0.113.7", 1, "203.0.113.7"),  # the client's own entry is ignored
+    ("6.6.6.6, 5.5.5.5, 203.0.113.7", 1, "203.0.113.7"),
+    ("6.6.6.6, 203.0.113.7, 10.1.1.1", 2, "203.0.113.7"),  # two trusted proxies
+    ("203.0.113.7", 2, "10.0.0.9"),  # fewer entries than proxies: the peer, never a guess
+    ("6.6.6.6", 0, "10.0.0.9"),  # no trusted proxy: the header is the client's word
+    ("2001:db8:1:2:aaaa::1", 1, "2001:db8:1:2::/64"),  # an IPv6 visitor is their /64
+    ("::ffff:203.0.113.7", 1, "203.0.113.7"),
+])
+def test_the_visitor_is_who_the_trusted_proxy_saw(forwarded, hops, expected):
+    assert visitor_address("10.0.0.9", forwarded, hops=hops) == expected

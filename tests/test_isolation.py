@@ -235,8 +235,8 @@ def test_host_paid_questions_are_limited_per_visitor(paid_app, img_dir):
     with pytest.raises(AppError, match="Type a question first"):
         Client(app.url, verbose=False).predict(image=handle_file(photo), prompt=" ", api_name="/ask")
     limit = "This demo allows 2 questions per hour per visitor on the host's Replicate account"
-    # New sessions are still the same visitor. (A forged X-Forwarded-For cannot be tested from
-    # here: uvicorn trusts that header from loopback peers, FORWARDED_ALLOW_IPS=127.0.0.1,::1.)
+    # New sessions are still the same visitor. (A forged X-Forwarded-For behind a trusted proxy:
+    # tests/test_hostile_app.py.)
     for client in (Client(app.url, verbose=False), Client(app.url, verbose=False)):
         with pytest.raises(AppError) as caught:
             client.predict(image=handle_file(photo), prompt="One more", api_name="/ask")

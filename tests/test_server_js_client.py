@@ -36,7 +36,8 @@ def flows(tmp_path_factory) -> dict:
         f"tests/js has replicate {installed['version']}, package.json pins {pinned}: {INSTALL_HINT}")
     png = tmp_path_factory.mktemp("js") / "cat.png"
     png.write_bytes(png_bytes())
-    with start_background(token=SERVER_TOKEN, tokens_per_second=400) as server, \
+    # The flows' webhook receiver listens on loopback.
+    with start_background(token=SERVER_TOKEN, tokens_per_second=400, allow_hosts=("127.0.0.1",)) as server, \
             start_background(token=SERVER_TOKEN, tokens_per_second=4) as slow:
         done = subprocess.run([node, str(JS_DIR / "flows.mjs"), server.url, SERVER_TOKEN, str(png)],
                               capture_output=True, text=True, timeout=120,

@@ -73,7 +73,8 @@ def test_files_create_get_list_delete(client):
 
 
 def test_webhook_secret_and_validation(png_uri):
-    with start_background(token=SERVER_TOKEN, tokens_per_second=400) as running, Receiver() as receiver:
+    with start_background(token=SERVER_TOKEN, tokens_per_second=400, allow_hosts=("127.0.0.1",)) as running, \
+            Receiver() as receiver:
         client = replicate.Client(api_token=SERVER_TOKEN, base_url=running.url)
         secret = client.webhooks.default.secret()
         assert secret.key.startswith("whsec_")

@@ -79,9 +79,10 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 @pytest.fixture(scope="module")
 def hooked():
-    """A server at 80 words/s (an answer takes ~1.3 s) with a known secret and fast retries."""
+    """A server at 80 words/s (an answer takes ~1.3 s) with a known secret and fast retries; its
+    webhooks may reach the receivers on loopback."""
     with start_background(token=SERVER_TOKEN, tokens_per_second=80, webhook_secret=SECRET,
-                          webhook_retry_delays=(0.05, 0.1, 0.2)) as running:
+                          webhook_retry_delays=(0.05, 0.1, 0.2), allow_hosts=("127.0.0.1",)) as running:
         yield running
 
 

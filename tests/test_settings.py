@@ -31,6 +31,8 @@ def test_public_host_limits_are_configurable():
     settings = Settings.from_env({"MINIGPT4_VISITOR_LIMIT_PER_HOUR": "0", "MINIGPT4_MAX_QUEUE": "5",
                                   "MINIGPT4_MAX_UPLOAD_MB": "3", "SPACE_ID": "me/studio"})
     assert (settings.visitor_limit_per_hour, settings.max_queue, settings.max_upload_mb) == (0, 5, 3)
-    assert settings.behind_proxy
+    assert settings.proxy_hops == 1  # a Space has one proxy in front
+    assert Settings.from_env({"SPACE_ID": "me/studio", "MINIGPT4_TRUSTED_PROXY_HOPS": "2"}).proxy_hops == 2
+    assert Settings.from_env({}).proxy_hops == 0
     with pytest.raises(ValueError, match="MINIGPT4_MAX_QUEUE"):
         Settings.from_env({"MINIGPT4_MAX_QUEUE": "-2"})

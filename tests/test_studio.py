@@ -413,3 +413,32 @@ def test_account_list_needs_the_visitors_own_token(server):
 
 def test_new_chat_empties_the_composer_and_the_chat():
     assert Studio.clear() == (None, "", "", [], "")
+
+
+def test_a_cleared_number_field_is_named_not_a_crash(photo):
+    """Clearing *Max length* sends None; it used to reach int(None), also on the Retry path."""
+    studio = Studio(backend=None, settings=Settings())
+    sent = studio.send(None, photo, "hi", [], None, 3000, 3, 1.0, 1.0, 0.9)
+    assert sent.message == "Max length is empty: enter a number." and sent.question == ""
+    history = through_the_browser([cm.question("hi", photo)])
+    studio.slots.take("anonymous")  # as Retry does
+    last = list(studio.respond(None, photo, "hi", history, [], "", None, 3000, 3, 1.0, 1.0, 0.9))[-1]
+    assert last.chat[-1]["metadata"]["title"] == "Max length is empty: enter a number."
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("max_length", 10**30, "Max length must be at most 4,096."),
+    ("max_new_tokens", 4097, "Max new tokens must be at most 4,096."),
+])
+def test_the_app_caps_the_token_counts(photo, field, value, message):
+    values = {**chat.check_params({}), field: value}
+    sent = Studio(backend=None, settings=Settings()).send(None, photo, "hi", [], *values.values())
+    assert sent.message == message
+
+
+@pytest.mark.parametrize("index", [5, -1, [99, 0], "0"])
+def test_a_forged_history_row_gets_a_message(index):
+    records = [Record(time="12:00:00", prompt="hi", own_token=False, status="succeeded", seconds=1.0, id="p1")]
+    event = gr.SelectData(target=None, data={"index": index, "value": None})
+    shown, message = Studio(backend=None, settings=Settings()).show_record(records, "", event)
+    assert shown == SKIP and message == "That row is not in this session's history."

@@ -17,7 +17,7 @@ from .predictors import Predictor
 from .predictors.builtin import BuiltinPredictor
 from ..webhooks import new_secret
 from ..urlfetch import UrlPolicy
-from .images import load_image
+from .images import read_image
 from .routes import FILE_TTL_S, RateLimits, build_app
 from .runner import Runner, now
 from .store import Store
@@ -37,21 +37,22 @@ def create_app(*, token: str | None = None, db_path: str = ":memory:",
                openapi_schema: Callable[[], dict | None] = lambda: None) -> FastAPI:
     """A ready app with its own store and runner; both close when the app's lifespan ends.
 
-    `allow_hosts`: image URLs on these hosts/IPs/CIDR networks may be fetched even though they
-    are loopback, private or link-local (default: only public addresses; `("*",)` allows all).
+    `allow_hosts`: image URLs and webhooks on these hosts/IPs/CIDR networks may be reached even
+    though they are loopback, private or link-local (default: only public addresses; `("*",)`
+    allows all).
     `webhook_secret`: the `whsec_…` signing key (default: one generated and kept in the database).
     `rate_limits`: per-minute limits answered with 429 (default: none, as fits an embedded server).
     `openapi_schema()`: the predictor's model's own OpenAPI document, if any (a Cog container's).
     """
     store = Store(db_path)
     policy = UrlPolicy(tuple(allow_hosts))
-    load = partial(load_image, policy=policy,
+    read = partial(read_image, policy=policy,
                    read_file=lambda file_id: store.file_content(file_id, now=now()))
     runner = Runner(store=store, predictor=predictor or BuiltinPredictor(),
                     tokens_per_second=tokens_per_second, max_workers=max_concurrent_predictions,
-                    load=load)
+                    read=read)
     webhooks = WebhookSender(secret=webhook_secret or store.meta("webhook_secret", new_secret()),
-                             throttle=webhook_throttle_seconds,
+                             policy=policy, throttle=webhook_throttle_seconds,
                              retry_delays=tuple(webhook_retry_delays))
 
     @asynccontextmanager
@@ -63,8 +64,8 @@ def create_app(*, token: str | None = None, db_path: str = ":memory:",
 
     app = build_app(store=store, runner=runner, token=token, page_size=page_size,
                     heartbeat_seconds=heartbeat_seconds, webhooks=webhooks,
-                    rate_limits=rate_limits, file_ttl_s=file_ttl_seconds, lifespan=lifespan,
-                    openapi_schema=openapi_schema)
+                    rate_limits=rate_limits, file_ttl_s=file_ttl_seconds, policy=policy,
+                    lifespan=lifespan, openapi_schema=openapi_schema)
     app.state.runner = runner
     app.state.webhooks = webhooks
     return app

@@ -1,7 +1,9 @@
 """Turn the `image` input (a data: URI, an http(s) URL or a file of this server) into a Pillow image.
 
-URLs are fetched with `minigpt4_ui.urlfetch` (http/https only, every hop checked, no loopback or
-private addresses unless the `UrlPolicy` allows them, size and time limits).
+Reading the bytes (`read_image`) and decoding them (`decode`) are separate steps, so the runner
+can fetch URLs on threads of their own. URLs are fetched with `minigpt4_ui.urlfetch` (http/https
+only, every hop checked, no loopback or private addresses unless the `UrlPolicy` allows them, size
+limit, one wall-clock deadline, cancellable). Decoding obeys `minigpt4_ui.imagelimits`.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import threading
 import urllib.parse
 from dataclasses import dataclass
 from typing import Callable
 
 from PIL import Image, ImageOps
 
+from .. import imagelimits
 from ..urlfetch import MAX_REDIRECTS, FetchError, UrlPolicy, fetch
 
 MAX_BYTES = 10_000_000  # the JS client's data-URI cap; also plenty for an https image
@@ -33,48 +37,59 @@ class FileRef:
     file_id: str
 
 
-def load_image(ref: "str | FileRef", *, max_bytes: int = MAX_BYTES, timeout: float = FETCH_TIMEOUT_S,
-               policy: UrlPolicy | None = None,
-               read_file: Callable[[str], bytes | None] | None = None) -> Image.Image:
-    """Fetch or decode `ref` and return it as an upright RGB image; raises ImageError.
+def is_url(ref: object) -> bool:
+    """Whether an `image` input is fetched over the network."""
+    return isinstance(ref, str) and ref.split(":", 1)[0].lower() in ("http", "https")
 
-    `read_file(file_id)` returns the content of one of this server's files (None if it is gone).
+
+def read_image(ref: "str | FileRef", *, max_bytes: int = MAX_BYTES, timeout: float = FETCH_TIMEOUT_S,
+               policy: UrlPolicy | None = None,
+               read_file: Callable[[str], bytes | None] | None = None,
+               cancel: threading.Event | None = None) -> bytes:
+    """The bytes of `ref`: a data URI decoded, a URL fetched, or a file read; raises ImageError.
+
+    `read_file(file_id)` returns the content of one of this server's files (None if it is gone);
+    setting `cancel` ends a fetch in progress.
     """
     if isinstance(ref, FileRef):
         raw = read_file(ref.file_id) if read_file else None
         if raw is None:
             raise ImageError(f"could not read the image: the file {ref.file_id} does not exist "
                              "or has expired")
-        return decode(raw)
-    scheme = ref.split(":", 1)[0].lower() if ":" in ref else ""
-    if scheme == "data":
-        raw = _decode_data_uri(ref, max_bytes=max_bytes)
-    elif scheme in ("http", "https"):
-        raw = _fetch(ref, max_bytes=max_bytes, timeout=timeout, policy=policy or UrlPolicy())
-    else:
-        raise ImageError("could not read the image: expected a data: URI or an http(s) URL")
-    return decode(raw)
+        return raw
+    if ref.split(":", 1)[0].lower() == "data":
+        return _decode_data_uri(ref, max_bytes=max_bytes)
+    if is_url(ref):
+        return _fetch(ref, max_bytes=max_bytes, timeout=timeout, policy=policy or UrlPolicy(),
+                      cancel=cancel)
+    raise ImageError("could not read the image: expected a data: URI or an http(s) URL")
 
 
 def decode(raw: bytes) -> Image.Image:
     """Decode image bytes into an upright RGB image; raises ImageError."""
     try:
-        image = Image.open(io.BytesIO(raw))
-        width, height = image.size
-        if width * height > MAX_PIXELS:
-            raise ImageError(f"could not read the image: {width}×{height} is more than "
-                             f"{MAX_PIXELS // 1_000_000} megapixels")
-        image.load()
-        return ImageOps.exif_transpose(image).convert("RGB")
-    except ImageError:
-        raise
+        # Not closed on leaving: the picture itself is returned (the bytes are in memory anyway).
+        image = imagelimits.open_image(io.BytesIO(raw), max_pixels=MAX_PIXELS)
+        with imagelimits.decode_slot():
+            image.load()
+            if _rotated(image):
+                image = ImageOps.exif_transpose(image)
+            return image if image.mode == "RGB" else image.convert("RGB")
+    except imagelimits.TooManyPixels as exc:
+        raise ImageError(f"could not read the image: {exc.width}×{exc.height} is more than "
+                         f"{MAX_PIXELS // 1_000_000} megapixels") from exc
     except Image.DecompressionBombError as exc:
         raise ImageError(f"could not read the image: more than {MAX_PIXELS // 1_000_000} "
                          f"megapixels") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow signals "unknown format" and truncated files with these.
-        detail = "not an image file" if isinstance(exc, Image.UnidentifiedImageError) else str(exc)
+        detail = ("not an image file" if isinstance(exc, Image.UnidentifiedImageError) else str(exc))
         raise ImageError(f"could not read the image: {detail}") from exc
+
+
+def _rotated(image: Image.Image) -> bool:
+    """Whether EXIF asks for a rotation or flip (exif_transpose copies the image even when not)."""
+    return image.getexif().get(0x0112, 1) not in (0, 1)
 
 
 def _decode_data_uri(ref: str, *, max_bytes: int) -> bytes:
@@ -91,11 +106,12 @@ def _decode_data_uri(ref: str, *, max_bytes: int) -> bytes:
     return urllib.parse.unquote_to_bytes(payload)
 
 
-def _fetch(url: str, *, max_bytes: int, timeout: float, policy: UrlPolicy | None = None) -> bytes:
+def _fetch(url: str, *, max_bytes: int, timeout: float, policy: UrlPolicy | None = None,
+           cancel: threading.Event | None = None) -> bytes:
     """Download an image URL within `timeout` seconds in all and `max_bytes`, checking every hop."""
     try:
         return fetch(url, policy=policy or UrlPolicy(), max_bytes=max_bytes, timeout=timeout,
-                     user_agent="minigpt4-server").body
+                     user_agent="minigpt4-server", cancel=cancel).body
     except FetchError as exc:
         why = _why(exc, max_bytes=max_bytes, timeout=timeout)
         raise ImageError(f"could not fetch the image: {why}") from None
@@ -114,4 +130,6 @@ def _why(exc: FetchError, *, max_bytes: int, timeout: float) -> str:
         "too_large": f"larger than {max_bytes // 1_000_000} MB",
         "timeout": f"no answer within {timeout:g} s",
         "redirects": f"more than {MAX_REDIRECTS} redirects",
+        "bad_url": "the URL is not valid",
+        "canceled": "the prediction was canceled",
     }.get(exc.reason, str(facts.get("error", exc.reason)))

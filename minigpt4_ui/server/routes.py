@@ -20,10 +20,12 @@ from typing import AsyncIterator, Callable
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import model_schema
+from .. import model_schema, urlfetch
+from ..urlfetch import UrlPolicy
 from . import events
 from .catalog import HOSTED, MINIGPT4, HostedModel
 from .images import FileRef
@@ -37,6 +39,8 @@ BODY_KEYS = frozenset({"version", "input", "stream", "webhook", "webhook_complet
                        "webhook_events_filter"})
 MAX_BODY_BYTES = 16_000_000  # a 10 MB image as base64 plus the rest of the body
 MAX_WAIT_S = 60
+# Longer deadlines are refused: a timer that far out cannot be set, nor its date written.
+MAX_CANCEL_AFTER_S = 24 * 3600
 CANCEL_WAIT_S = 5.0  # how long a cancel request waits for the worker to stop
 PREFER_WAIT = re.compile(r"^wait(?:=(\d+))?$")
 # `Cancel-After`: Go-style durations (`30s`, `1m`, `1h30m`, `1.5s`, `500ms`) or bare seconds.
@@ -110,26 +114,36 @@ def _parse_prefer(header: str | None) -> tuple[int, str] | None:
         if match and match.group(1) is None:
             return MAX_WAIT_S, "wait"
         if match:
-            seconds = min(max(int(match.group(1)), 1), MAX_WAIT_S)
+            digits = match.group(1).lstrip("0")
+            # Compared as text first: int() refuses numbers of thousands of digits.
+            seconds = MAX_WAIT_S if len(digits) > 3 else min(max(int(digits or 0), 1), MAX_WAIT_S)
             return seconds, f"wait={seconds}"
     return None
 
 
 async def _json_body(request: Request) -> dict:
     if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-        raise ApiError(413, "Request Entity Too Large",
-                       f"The request body is larger than {MAX_BODY_BYTES // 1_000_000} MB")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "Request Entity Too Large",
-                       f"The request body is larger than {MAX_BODY_BYTES // 1_000_000} MB")
+        raise _body_too_large()
+    raw = await request.body()  # BodyLimitMiddleware stops a longer one while it is read
     try:
         body = json.loads(raw)
+        # Refused here, not when the answer is written: an unpaired surrogate cannot be UTF-8.
+        json.dumps(body, ensure_ascii=False).encode()
+    except RecursionError:
+        raise ApiError(400, "Invalid JSON", "The request body is nested too deeply") from None
+    except UnicodeEncodeError:
+        raise ApiError(400, "Invalid JSON", "The request body has a string with an unpaired "
+                       "UTF-16 surrogate (\\ud800-\\udfff); send text as valid Unicode") from None
     except ValueError as exc:
         raise ApiError(400, "Invalid JSON", f"The request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise ApiError(400, "Invalid JSON", "The request body must be a JSON object")
     return body
+
+
+def _body_too_large() -> ApiError:
+    return ApiError(413, "Request Entity Too Large",
+                    f"The request body is larger than {MAX_BODY_BYTES // 1_000_000} MB")
 
 
 def _check_body(body: dict, *, with_version: bool = True) -> None:
@@ -156,6 +170,24 @@ def _check_body(body: dict, *, with_version: bool = True) -> None:
             fields.append({"type": "enum", "field": f"webhook_events_filter.{index}",
                            "description": f"webhook_events_filter.{index} must be one of the "
                                           f"following: {allowed_events}"})
+    if fields:
+        raise _invalid(fields)
+
+
+async def _check_webhooks(body: dict, policy: UrlPolicy) -> None:
+    """422 for a webhook that points at an address image URLs could not be fetched from."""
+    fields = []
+    for key in ("webhook", "webhook_completed"):
+        if body.get(key) is None:
+            continue
+        try:
+            await run_in_threadpool(urlfetch.check, body[key], policy=policy)  # resolves the name
+        except urlfetch.FetchError as exc:
+            why = ("is a loopback, private or link-local address"
+                   if exc.reason == "private" else "could not be found")
+            fields.append({"type": "format", "field": key, "description":
+                           f"{exc.facts.get('host', 'the host')} {why}; webhooks go only to "
+                           "public addresses"})
     if fields:
         raise _invalid(fields)
 
@@ -194,15 +226,16 @@ class RateLimits:
     other_per_minute: int | None = None
 
 
-def _token_checker(token: str | None) -> Callable[[Request], None]:
-    expected = (token or "").encode()
+def _authorized(header: str, token: str) -> bool:
+    """Whether an Authorization header carries `token` (`Bearer` or `Token` scheme)."""
+    scheme, _, given = header.strip().partition(" ")
+    return scheme.lower() in ("bearer", "token") and hmac.compare_digest(
+        given.strip().encode(), token.encode())
 
+
+def _token_checker(token: str | None) -> Callable[[Request], None]:
     def require_token(request: Request) -> None:
-        if not token:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() not in ("bearer", "token") or not hmac.compare_digest(
-                given.strip().encode(), expected):
+        if token and not _authorized(request.headers.get("authorization", ""), token):
             raise ApiError(401, "Unauthenticated", "You did not pass a valid authentication token")
 
     return require_token
@@ -238,11 +271,12 @@ def _listing(request: Request, collection: str, fetch: Callable[[], Page],
 def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int,
               heartbeat_seconds: float, webhooks: WebhookSender | None = None,
               rate_limits: RateLimits | None = None, file_ttl_s: float = FILE_TTL_S,
-              max_file_bytes: int = MAX_FILE_BYTES,
+              max_file_bytes: int = MAX_FILE_BYTES, policy: UrlPolicy = UrlPolicy(),
               lifespan: Callable[[FastAPI], AbstractAsyncContextManager] | None = None,
               openapi_schema: Callable[[], dict | None] = lambda: None) -> FastAPI:
     """The FastAPI app over a store and a runner; `token=None` turns authentication off.
 
+    `policy` says where webhooks may go (the same addresses image URLs may be fetched from).
     `openapi_schema()` is the fronted model's own OpenAPI document, if it has one: inputs are
     then validated against its Input, and versions publish it; else MiniGPT-4's schema serves.
     Every other hosted model is answered by its stand-in.
@@ -290,14 +324,16 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
         cancel_after = None
         if request.headers.get("cancel-after") is not None:
             cancel_after = parse_duration(request.headers["cancel-after"])
-            if cancel_after is None:
+            if cancel_after is None or cancel_after > MAX_CANCEL_AFTER_S:
                 raise ApiError(400, "Invalid Cancel-After header",
-                               "Cancel-After must be a positive duration such as 30s, 5m or 1h30m")
+                               "Cancel-After must be a positive duration of at most 24h, such as "
+                               "30s, 5m or 1h30m")
         spec, _ = _fronted(model, openapi_schema())
         try:
             inputs = model_schema.validate(spec.fields, body["input"])
         except model_schema.InputError as exc:
             raise _invalid([problem.as_json() for problem in exc.problems]) from exc
+        await _check_webhooks(body, policy)
         if spec.image in inputs:
             inputs[spec.image] = _own_file(inputs[spec.image], request) or inputs[spec.image]
         prediction = new_prediction(model=model.ref, version=version, input=body["input"],
@@ -452,7 +488,10 @@ def build_app(*, store: Store, runner: Runner, token: str | None, page_size: int
                          "status": exc.status_code})
 
     if rate_limits and (rate_limits.create_per_minute or rate_limits.other_per_minute):
-        app.add_middleware(RateLimitMiddleware, limits=rate_limits)
+        app.add_middleware(RateLimitMiddleware, limits=rate_limits, token=token)
+    app.add_middleware(BodyLimitMiddleware, limits={
+        "/v1/files": (max_file_bytes + 1_000_000, lambda: _too_large(max_file_bytes))},
+        default=(MAX_BODY_BYTES, _body_too_large))
     return app
 
 
@@ -472,13 +511,46 @@ def _present_file(file: dict, request: Request) -> dict:
     return {**file, "urls": {"get": f"{_base_url(request)}/v1/files/{file['id']}"}}
 
 
-class RateLimitMiddleware:
-    """Token buckets per API token (or client address): a full minute's budget may burst, then it
-    refills evenly. Adds `ratelimit-*` headers; answers 429 with a digits-only `Retry-After`."""
+class BodyLimitMiddleware:
+    """Stops reading a request body once it passes its path's limit (Content-Length may be absent
+    or lie), raising the ApiError made for that path; the error handlers answer it."""
 
-    def __init__(self, app, limits: RateLimits):
+    def __init__(self, app, limits: dict[str, tuple[int, Callable[[], ApiError]]],
+                 default: tuple[int, Callable[[], ApiError]]):
         self.app = app
         self.limits = limits
+        self.default = default
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit, error = self.limits.get(scope["path"].rstrip("/"), self.default)
+        received = 0
+
+        async def capped_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise error()
+            return message
+
+        await self.app(scope, capped_receive, send)
+
+
+class RateLimitMiddleware:
+    """Token buckets for the server's token, or per client address for anyone else: a full
+    minute's budget may burst, then it refills evenly. Adds `ratelimit-*` headers; answers 429
+    with a digits-only `Retry-After`. Callers cannot mint buckets by varying their header; past
+    MAX_BUCKETS the least recently seen is forgotten (a fresh bucket is a full one)."""
+
+    MAX_BUCKETS = 10_000
+
+    def __init__(self, app, limits: RateLimits, token: str | None = None):
+        self.app = app
+        self.limits = limits
+        self.token = token
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # -> (tokens, updated)
 
     def _kind(self, method: str, path: str) -> str:
@@ -496,19 +568,20 @@ class RateLimitMiddleware:
         if not limit:
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        who = headers.get(b"authorization") or (scope.get("client") or ("?",))[0].encode()
-        key = (hashlib.sha256(who).hexdigest(), kind)
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        who = ("token" if self.token and _authorized(header, self.token)
+               else (scope.get("client") or ("?",))[0])
+        key = (who, kind)
         rate = limit / 60.0
         moment = time.monotonic()
-        tokens, updated = self._buckets.get(key, (float(limit), moment))
+        tokens, updated = self._buckets.pop(key, (float(limit), moment))
         tokens = min(float(limit), tokens + (moment - updated) * rate)
         allowed = tokens >= 1.0
         if allowed:
             tokens -= 1.0
-        if len(self._buckets) > 10_000:  # many distinct callers: forget the idle ones' history
-            self._buckets.clear()
-        self._buckets[key] = (tokens, moment)
+        self._buckets[key] = (tokens, moment)  # re-inserted: the dict is in order of last use
+        if len(self._buckets) > self.MAX_BUCKETS:
+            del self._buckets[next(iter(self._buckets))]
         wait = max(1, math.ceil((1.0 - tokens) / rate)) if tokens < 1.0 else 1
         extra = [(b"ratelimit-limit", str(limit).encode()),
                  (b"ratelimit-remaining", str(int(tokens)).encode()),

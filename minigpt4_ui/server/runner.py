@@ -1,5 +1,9 @@
 """Runs predictions on a thread pool: status transitions, logs, output, pacing, cancellation,
-deadlines (`Cancel-After`) and webhook notifications."""
+deadlines (`Cancel-After`) and webhook notifications.
+
+Image URLs are fetched first on a smaller pool of their own, so slow image hosts can hold at most
+that pool's threads, never the workers that run other predictions; cancel ends a fetch at once.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from PIL import Image
 from ..schema import MODEL
 from . import events
 from .events import Journal
-from .images import ImageError, load_image
+from .images import ImageError, decode, is_url, read_image
 from .webhooks import Delivery
 from .predictors import PredictionError, Predictor
 from .store import Store
@@ -86,6 +90,7 @@ class _Job:
     predictor: Predictor | None = None  # None: the runner's own
     image_field: str = "image"
     iterator: bool = False  # output is a list of chunks (Cog's iterator outputs), not one string
+    raw: bytes | None = None  # the image, when it was fetched before a worker took the job
 
 
 class Runner:
@@ -97,14 +102,18 @@ class Runner:
     """
 
     def __init__(self, *, store: Store, predictor: Predictor, tokens_per_second: float | None = None,
-                 max_workers: int = 64, load: Callable[..., Image.Image] = load_image):
-        """`load(image_input)` turns the validated `image` input into a picture (ImageError if not)."""
+                 max_workers: int = 64, fetch_workers: int = 16,
+                 read: Callable[..., bytes] = read_image):
+        """`read(image_input, cancel=event)` returns the bytes of the validated `image` input
+        (ImageError if it cannot)."""
         self._store = store
-        self._load = load
+        self._read = read
         self._predictor = predictor
         self._interval = 1 / tokens_per_second if tokens_per_second else 0.0
         # A paced predictor mostly waits, so many threads are cheap.
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="prediction")
+        self._fetch_pool = ThreadPoolExecutor(max_workers=fetch_workers,
+                                              thread_name_prefix="image-fetch")
         self._jobs: dict[str, _Job] = {}
         self._journals: OrderedDict[str, Journal] = OrderedDict()
         self._lock = threading.Lock()
@@ -137,7 +146,10 @@ class Runner:
             self._trim_journals()
         if job.timer is not None:
             job.timer.start()
-        self._pool.submit(self._run, job)
+        if is_url(inputs.get(image_field)):
+            self._fetch_pool.submit(self._fetch, job)
+        else:
+            self._pool.submit(self._run, job)
 
     def journal(self, prediction_id: str) -> Journal | None:
         """The live journal of a prediction, or a rebuilt one, or None if the id is unknown."""
@@ -174,6 +186,7 @@ class Runner:
             ids = list(self._jobs)
         for prediction_id in ids:
             self.cancel(prediction_id)
+        self._fetch_pool.shutdown(wait=True)
         self._pool.shutdown(wait=True)
 
     def _deadline(self, job: _Job) -> None:
@@ -193,16 +206,32 @@ class Runner:
         for pid in finished[:max(0, len(finished) - KEEP_JOURNALS)]:
             del self._journals[pid]
 
+    def _fetch(self, job: _Job) -> None:
+        """Fetch the job's image URL, then hand the job to a prediction worker."""
+        if job.cancel.is_set():
+            return
+        try:
+            job.raw = self._read(job.inputs[job.image_field], cancel=job.cancel)
+            self._pool.submit(self._run, job)
+        except ImageError as exc:
+            canceled = job.cancel.is_set()
+            self._finish(job, "canceled" if canceled else "failed", error=None if canceled else str(exc))
+        except RuntimeError:  # the runner closed while the image was being fetched
+            self._finish(job, "canceled")
+
     def _run(self, job: _Job) -> None:
         # A predictor that `reports_start` (a remote model that may be booting or busy) says
         # itself when the prediction leaves `starting`.
-        reports_start = getattr(self._predictor, "reports_start", False)
+        reports_start = getattr(job.predictor or self._predictor, "reports_start", False)
         if job.cancel.is_set() or not (reports_start or self._start(job)):
             return  # canceled while queued
         try:
             image = None
-            if job.inputs.get(job.image_field) is not None:
-                image = self._load(job.inputs[job.image_field])
+            source = job.inputs.get(job.image_field)
+            if source is not None:
+                raw = job.raw if job.raw is not None else self._read(source, cancel=job.cancel)
+                job.raw = None  # the picture replaces it
+                image = decode(raw)
                 self._log(job, f"image {image.width}x{image.height} RGB\n")
             completed = self._generate(job, image)
         except (ImageError, PredictionError) as exc:

@@ -30,7 +30,8 @@ def _parse_cursor(cursor: str) -> tuple[str, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         direction, _, row = base64.urlsafe_b64decode(padded).decode().partition(":")
-        if direction in ("older", "newer"):
+        # Bounded as text: SQLite integers are 64-bit, and int() refuses thousands of digits.
+        if direction in ("older", "newer") and row.isdigit() and len(row) <= 18:
             return direction, int(row)
     except ValueError:  # bad base64, bad UTF-8 or a non-integer row
         pass

@@ -3,7 +3,8 @@
 Per reference/replicate-api.md §6: the body is the prediction as GET returns it; `start` and
 `completed` are always sent when asked for; `output` and `logs` at most once per throttle
 interval (the latest state wins); only the final (`completed`) webhook is retried, with backoff,
-on a connection failure or a non-2xx answer. Redirects are not followed.
+on a connection failure or a non-2xx answer. Redirects are not followed. Webhooks go only where
+the server's `UrlPolicy` lets image URLs be fetched from, each within one wall-clock deadline.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import threading
 import time
 from typing import Callable
 
-import requests
-
+from .. import urlfetch
+from ..urlfetch import UrlPolicy
 from ..webhooks import signature_headers
 
 EVENTS = ("start", "output", "logs", "completed")
@@ -24,7 +25,7 @@ DEFAULT_EVENTS = frozenset(EVENTS)  # Cog's default; Replicate's docs disagree (
 THROTTLE_S = 0.5
 # Roughly a minute in all, as Replicate's "final retry … about 1 minute after" completion.
 RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-TIMEOUT_S = 10.0
+TIMEOUT_S = 10.0  # connect, send and answer, by the clock
 USER_AGENT = "minigpt4-studio-webhooks/1"
 logger = logging.getLogger(__name__)
 
@@ -108,9 +109,10 @@ class Delivery:
 class WebhookSender:
     """Signs and posts webhooks for every prediction that asked for them."""
 
-    def __init__(self, *, secret: str, throttle: float = THROTTLE_S,
+    def __init__(self, *, secret: str, policy: UrlPolicy = UrlPolicy(), throttle: float = THROTTLE_S,
                  retry_delays: tuple[float, ...] = RETRY_DELAYS_S, timeout: float = TIMEOUT_S):
         self.secret = secret
+        self.policy = policy
         self.throttle = throttle
         self.retry_delays = tuple(retry_delays)
         self.timeout = timeout
@@ -118,7 +120,6 @@ class WebhookSender:
         self._stop = threading.Event()
         self._deliveries: list[Delivery] = []
         self._lock = threading.Lock()
-        self._session = requests.Session()
 
     def watch(self, *, url: str | None, events: frozenset[str], completed_url: str | None,
               present: Callable[[dict], dict]) -> Delivery:
@@ -138,14 +139,14 @@ class WebhookSender:
             headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                        **signature_headers(self.secret, message_id, body)}
             try:
-                response = self._session.post(url, data=body, headers=headers,
-                                              timeout=self.timeout, allow_redirects=False)
-                response.close()
-                if 200 <= response.status_code < 300:
+                # Closing the server cuts off a delivery in progress (the stop event).
+                status = urlfetch.post(url, body, headers=headers, policy=self.policy,
+                                       timeout=self.timeout, cancel=self._stop)
+                if 200 <= status < 300:
                     return True
-                reason = f"HTTP {response.status_code}"
-            except requests.RequestException as exc:
-                reason = type(exc).__name__
+                reason = f"HTTP {status}"
+            except urlfetch.FetchError as exc:
+                reason = exc.reason
             if attempt < len(delays):
                 logger.info("webhook %s for %s failed (%s); retrying in %g s", message_id,
                             prediction.get("id"), reason, delays[attempt])
@@ -167,4 +168,3 @@ class WebhookSender:
             with delivery._cond:
                 delivery._cond.notify_all()
             delivery.join(1.0)
-        self._session.close()
