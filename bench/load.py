@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import App, header, percentile, rss_kib, table, targets  # noqa: E402
 
-ENDING = "For a real description of what the picture shows, ask MiniGPT-4 itself on Replicate."
+ENDING = "Ask MiniGPT-4 itself for that."  # the last words of a full report
 SETTLE_SECONDS = 5.0
 
 
@@ -67,9 +67,7 @@ def check(answer: object, prompt: str, width: int, height: int) -> str | None:
     """None if the answer is complete and this session's own; else what is wrong."""
     if not isinstance(answer, str):
         return f"not text: {answer!r}"[:200]
-    if not answer.startswith(f"You asked: “{prompt}”"):
-        return f"does not quote its prompt: {answer[:120]!r}"
-    if f"This is a {width}×{height} " not in answer:
+    if not answer.startswith(f"This {width}×{height} "):  # each session's image has its own size
         return f"wrong image size (expected {width}×{height}): {answer[:200]!r}"
     if not answer.endswith(ENDING):
         return f"incomplete: …{answer[-80:]!r}"

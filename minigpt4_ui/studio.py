@@ -131,7 +131,7 @@ class Studio:
 
     def _visitor(self, request: gr.Request | None, visitor_token: str | None) -> str | None:
         """Who pays: None when not the host's token (own token, embedded backend), else the visitor."""
-        if (visitor_token and visitor_token.strip()) or self.backend.embedded or request is None:
+        if request is None or (visitor_token and visitor_token.strip()) or self.backend.embedded:
             return None
         peer = request.client.host if request.client else "unknown"
         return visitor_address(peer, request.headers.get("x-forwarded-for", ""), hops=self.settings.proxy_hops)

@@ -27,7 +27,7 @@ from .apprunner import RunningApp
 from .attacks import TrickleServer, pixel_bomb_png
 from .fault_proxy import wait_for
 
-ENDING = "ask MiniGPT-4 itself on Replicate."
+ENDING = "Ask MiniGPT-4 itself for that."  # the last words of a full report
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +109,9 @@ def test_pages_and_answers_are_served_while_64_trickling_url_loads_are_pending(a
 def test_a_trickling_url_load_says_it_timed_out(app):
     with TrickleServer(phase="body", interval=1.0) as slow:
         message = _result(app, _join_load_url(app, _load_url_event(app), slow.url + "/cat.png"))
-    assert not message["success"]
-    assert message["output"]["error"] == (f"The image URL did not answer within "
-                                          f"{images.FETCH_TIMEOUT[1]:.0f} s.")
+    assert message["success"]  # said in the message line, the current image kept: no "Error" badge
+    assert message["output"]["data"][1] == (f"That URL didn't work: The image URL did not answer within "
+                                            f"{images.FETCH_TIMEOUT[1]:.0f} s. The current image is kept.")
 
 
 def test_six_pixel_bombs_at_once_stay_within_800_mb(app, workdir):
@@ -173,8 +173,8 @@ def test_downloads_and_uploads_are_removed_at_exit(workdir, site, photo):
     finally:
         app.close()  # SIGTERM
     assert app.process.returncode == 0
-    # Only Gradio's copies of the app's own example images stay (it keeps those on purpose).
-    assert files() == sorted(name for name, _ in EXAMPLES), files()
+    # At most Gradio's copies of the app's own example images stay (it keeps those on purpose).
+    assert set(files()) <= {name for name, _ in EXAMPLES}, files()
     assert not any(tmp.glob("minigpt4-*")), list(tmp.iterdir())
 
 

@@ -188,7 +188,7 @@ def test_prefer_wait_returns_the_finished_prediction(server, png_uri):
     body = response.json()
     assert body["status"] == "succeeded"
     assert body["output"] == EXPECTED
-    assert "640×480 landscape image, mostly dark blue and white" in EXPECTED
+    assert "640×480 landscape image is mostly dark blue and white" in EXPECTED
     assert body["logs"].startswith("image 640x480 RGB\n")
     assert set(body["metrics"]) == {"predict_time", "total_time"}
     assert 0 <= body["metrics"]["predict_time"] <= body["metrics"]["total_time"]
@@ -267,7 +267,7 @@ def test_sse_wire_format_on_raw_bytes(server, png_uri):
     prediction = create(server, png_uri()).json()
     raw = sse_raw(prediction["urls"]["stream"])  # no Authorization: stream URLs are open
     assert raw.startswith(b": hi\n\n") and raw.endswith(b"\n\n")
-    assert b"event: output\nid: " in raw and b"\ndata:  asked:\n\n" in raw  # the chunk keeps its space
+    assert b"event: output\nid: " in raw and b"\ndata:  landscape\n\n" in raw  # the chunk keeps its space
     parsed = sse_events(raw)
     assert {e["event"] for e in parsed} == {"logs", "output", "done"}
     epoch = parsed[0]["id"].split(":")[0]

@@ -305,7 +305,7 @@ class _Call:
         Returns what `attempt` returned once the container took the prediction.
         """
         unreachable_since = waiting_since = None
-        setting_up = False
+        waited_for_setup = False  # its setup logs are shown once it takes the prediction
         while not self.cancel.is_set():
             try:
                 response = attempt()
@@ -316,6 +316,9 @@ class _Call:
                         f"could not reach the Cog container at {self.url} for "
                         f"{self.owner._unreachable_s:g} s ({_reason(exc)}); is it running, and is "
                         "that its address?") from None
+                # A container that is not listening yet may be booting: its setup can end before
+                # the first answer, so no 503 would ever say it was setting up.
+                waited_for_setup = True
                 self._note("unreachable", f"Cannot reach the Cog container at {self.url} "
                                           f"({_reason(exc)}); retrying for up to "
                                           f"{self.owner._unreachable_s:g} s.")
@@ -332,7 +335,7 @@ class _Call:
                                        f"container at {self.url} is in use. Your question is sent "
                                        "as soon as one frees.")
                 else:
-                    setting_up = self._check_setup() or setting_up
+                    waited_for_setup = self._check_setup() or waited_for_setup
                 if time.monotonic() - waiting_since > self.owner._wait_s:
                     what = "busy" if response.status_code == 409 else "not ready"
                     raise PredictionError(f"the Cog container at {self.url} was still {what} "
@@ -345,7 +348,7 @@ class _Call:
             if response.status_code >= 400:
                 raise PredictionError(f"the Cog container at {self.url} answered "
                                       f"{response.status_code}: {response.text[:300]}")
-            if setting_up:
+            if waited_for_setup:
                 self._log_setup()
             return response
         return None
