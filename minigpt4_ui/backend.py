@@ -69,7 +69,8 @@ def connect(settings: Settings) -> Backend:
         if settings.local_model:
             log.warning("a predictions API is configured, so the local model %s is not used",
                         settings.local_model)
-        where = "Replicate" if settings.base_url == DEFAULT_BASE_URL else f"`{settings.base_url}`"
+        # The host's own API address is theirs to know, not every visitor's.
+        where = "Replicate" if settings.base_url == DEFAULT_BASE_URL else "this host's predictions API"
         notice = f"**Backend:** `{settings.model}` on {where}."
         return Backend(client=Client.from_settings(settings), embedded=False,
                        notice=notice)

@@ -25,6 +25,9 @@ APP_MAXIMUM = {"max_length": 4096, "max_new_tokens": 4096}
 TICK_SECONDS = 1.0
 # How soon a running answer notices Stop.
 STOP_POLL_SECONDS = 0.1
+# After Stop, how long to wait for the server to say whether the prediction ended canceled or had
+# already finished (it usually says so within one update).
+SETTLE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,9 @@ def ask(client: Client, inputs: dict[str, Any], *, stop: threading.Event | None 
     """Run one prediction and yield its progress; closing the generator cancels it on the server.
 
     It runs `version` (or `model`'s latest) when given, else the client's own version. Setting
-    `stop` cancels the prediction too, and ends the progress with status "canceled" (at once, even
-    before the prediction exists: it is cancelled as soon as it is created). Updates are read on a
+    `stop` cancels the prediction too (even before it exists: as soon as it is created) and ends
+    the progress with the status the server then reports: "canceled", or "succeeded" when the
+    answer was already complete. Updates are read on a
     helper thread so that elapsed time keeps moving while the backend is silent; the thread ends
     by itself once the prediction is terminal (cancel makes it so).
     """
@@ -113,27 +117,36 @@ def ask(client: Client, inputs: dict[str, Any], *, stop: threading.Event | None 
     updates: queue.Queue = queue.Queue()
     threading.Thread(target=_follow, args=(client, prediction, updates), daemon=True).start()
     next_tick = started + TICK_SECONDS
+    settle_by = None  # after Stop: when to stop waiting for the server to say how it ended
     try:
         if not stop.is_set():
             yield progress
         while not progress.finished:
-            if stop.is_set():
-                progress = _stopped(progress, _cancel_quietly(client, progress.prediction_id),
-                                    elapsed=time.monotonic() - started)
-                yield progress
-                return
+            now = time.monotonic()
+            if stop.is_set() and settle_by is None:
+                settle_by = now + SETTLE_SECONDS
+                final = _cancel_quietly(client, progress.prediction_id)
+                if (final or {}).get("status") in TERMINAL:
+                    progress = _ended(progress, final, elapsed=now - started)
+                    break
+            if settle_by is not None and now >= settle_by:
+                progress = replace(progress, status="canceled", elapsed=now - started)
+                break
             try:
                 item = updates.get(timeout=STOP_POLL_SECONDS)
             except queue.Empty:
-                if time.monotonic() >= next_tick:
+                if settle_by is None and now >= next_tick:
                     next_tick += TICK_SECONDS
-                    progress = replace(progress, elapsed=time.monotonic() - started)
+                    progress = replace(progress, elapsed=now - started)
                     yield progress
                 continue
             if isinstance(item, Exception):
                 raise item
             progress = _apply(progress, item, elapsed=time.monotonic() - started)
-            yield progress
+            if settle_by is None:
+                yield progress
+        if settle_by is not None:
+            yield progress  # once: how the stopped prediction ended
     finally:
         if not progress.finished:
             _cancel_quietly(client, progress.prediction_id)
@@ -158,13 +171,11 @@ def _apply(progress: Progress, update, *, elapsed: float) -> Progress:
                    predict_time=predict_time if predict_time is not None else progress.predict_time)
 
 
-def _stopped(progress: Progress, prediction: dict | None, *, elapsed: float) -> Progress:
-    """The end after Stop: canceled, unless the prediction had already finished when Stop came."""
-    status = (prediction or {}).get("status")
-    if status in TERMINAL and status != "canceled":
-        return _apply(progress, Update(status=status, prediction=prediction, error=prediction.get("error")),
-                      elapsed=elapsed)
-    return replace(progress, status="canceled", elapsed=elapsed)
+def _ended(progress: Progress, prediction: dict, *, elapsed: float) -> Progress:
+    """The progress at a prediction's end as the server reports it (after Stop it may have
+    finished first: then its whole answer stands)."""
+    return _apply(progress, Update(status=prediction["status"], prediction=prediction,
+                                   error=prediction.get("error")), elapsed=elapsed)
 
 
 def _cancel_quietly(client: Client, prediction_id: str | None) -> dict | None:
