@@ -15,13 +15,13 @@ from fastapi import FastAPI
 
 from .predictors import Predictor
 from .predictors.builtin import BuiltinPredictor
-from ..webhooks import new_secret
+from ..webhook_signature import new_secret
 from ..urlfetch import UrlPolicy
-from .images import read_image
+from .image_input import read_image
 from .routes import FILE_TTL_S, RateLimits, build_app
 from .runner import Runner, now
 from .store import Store
-from .webhooks import RETRY_DELAYS_S, THROTTLE_S, WebhookSender
+from .webhook_delivery import RETRY_DELAYS_S, THROTTLE_S, WebhookSender
 
 __all__ = ["RateLimits", "RunningServer", "create_app", "start_background"]
 

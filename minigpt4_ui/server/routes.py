@@ -28,12 +28,12 @@ from .. import model_schema, urlfetch
 from ..urlfetch import UrlPolicy
 from . import events
 from .catalog import HOSTED, MINIGPT4, HostedModel
-from .images import FileRef
+from .image_input import FileRef
 from .predictors import Predictor
 from .predictors.builtin import StandInPredictor
 from .runner import TERMINAL, Runner, new_prediction, now
 from .store import CursorError, Page, Store
-from .webhooks import DEFAULT_EVENTS, EVENTS, WebhookSender
+from .webhook_delivery import DEFAULT_EVENTS, EVENTS, WebhookSender
 
 BODY_KEYS = frozenset({"version", "input", "stream", "webhook", "webhook_completed",
                        "webhook_events_filter"})

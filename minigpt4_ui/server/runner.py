@@ -23,8 +23,8 @@ from PIL import Image
 from ..schema import MODEL
 from . import events
 from .events import Journal
-from .images import ImageError, decode, is_url, read_image
-from .webhooks import Delivery
+from .image_input import ImageInputError, decode, is_url, read_image
+from .webhook_delivery import Delivery
 from .predictors import PredictionError, Predictor
 from .store import Store
 
@@ -105,7 +105,7 @@ class Runner:
                  max_workers: int = 64, fetch_workers: int = 16,
                  read: Callable[..., bytes] = read_image):
         """`read(image_input, cancel=event)` returns the bytes of the validated `image` input
-        (ImageError if it cannot)."""
+        (ImageInputError if it cannot)."""
         self._store = store
         self._read = read
         self._predictor = predictor
@@ -213,7 +213,7 @@ class Runner:
         try:
             job.raw = self._read(job.inputs[job.image_field], cancel=job.cancel)
             self._pool.submit(self._run, job)
-        except ImageError as exc:
+        except ImageInputError as exc:
             canceled = job.cancel.is_set()
             self._finish(job, "canceled" if canceled else "failed", error=None if canceled else str(exc))
         except RuntimeError:  # the runner closed while the image was being fetched
@@ -234,7 +234,7 @@ class Runner:
                 image = decode(raw)
                 self._log(job, f"image {image.width}x{image.height} RGB\n")
             completed = self._generate(job, image)
-        except (ImageError, PredictionError) as exc:
+        except (ImageInputError, PredictionError) as exc:
             self._finish(job, "failed", error=str(exc))
         except Exception as exc:  # a predictor bug must fail its prediction, not the worker
             logger.exception("prediction %s failed", job.prediction["id"])

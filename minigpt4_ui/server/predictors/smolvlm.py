@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterator
 
 from PIL import Image
 
-from ...conversation import ASSISTANT, HUMAN
+from ...facts import ASSISTANT, HUMAN
 from . import LogFn, PredictionError
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolVLM-256M-Instruct"

@@ -18,7 +18,7 @@ from typing import Callable
 
 from .. import urlfetch
 from ..urlfetch import UrlPolicy
-from ..webhooks import signature_headers
+from ..webhook_signature import signature_headers
 
 EVENTS = ("start", "output", "logs", "completed")
 DEFAULT_EVENTS = frozenset(EVENTS)  # Cog's default; Replicate's docs disagree (§6)
