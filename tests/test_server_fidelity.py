@@ -80,7 +80,7 @@ def test_files_expire():
 
 
 def test_oversized_upload_gets_413(server):
-    from minigpt4_ui.server.routes import MAX_FILE_BYTES
+    from minigpt4_ui.server.routes.files import MAX_FILE_BYTES
     response = upload(server, b"x" * (MAX_FILE_BYTES + 2_000_000))
     assert problem(response, 413)["title"] == "Request Entity Too Large"
 
@@ -120,7 +120,7 @@ def test_bad_cancel_after_gets_400(server, png_uri, value):
 @pytest.mark.parametrize("value, seconds", [("30", 30), ("1.5s", 1.5), ("500ms", 0.5), ("5m", 300),
                                             ("1h30m", 5400)])
 def test_cancel_after_grammar(value, seconds):
-    from minigpt4_ui.server.routes import parse_duration
+    from minigpt4_ui.server.routes.predictions import parse_duration
     assert parse_duration(value) == seconds
 
 
