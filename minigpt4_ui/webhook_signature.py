@@ -1,4 +1,4 @@
-"""Sign and verify Replicate webhooks (Svix-style; reference/replicate-api.md §6).
+"""Sign and verify Replicate webhooks (Svix-style; docs/replicate-api-rules.md, "Webhooks").
 
 For users who receive webhooks from Replicate or from the embedded server:
 

@@ -1,4 +1,4 @@
-"""minigpt4_ui.webhook_signature: Svix-style signing and verification (reference/replicate-api.md §6)."""
+"""minigpt4_ui.webhook_signature: Svix-style signing and verification (docs/replicate-api-rules.md, "Webhooks")."""
 
 from __future__ import annotations
 
