@@ -90,7 +90,7 @@ def main() -> None:
           "each prediction = create + read its SSE stream to done")
     table(rows, ["Client threads", "GET version /s (floor)", "Predictions done /s", "Ratio to floor",
                  "Create p50 ms", "First token p50 ms", "First token p99 ms", "Done p50 ms"])
-    targets([("(the issue sets no target for the server alone)", "figures above", None)])
+    targets([("(no target is set for the server alone)", "figures above", None)])
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def main() -> None:
             f"{(peak[0] - idle_n_rss) / sessions:.0f}", ""),
            ("app, after those chats", f"{after_rss / mib:.0f}", "", "")],
           ["State", "RSS MiB", "KiB per session", "Note"])
-    targets([("(the issue sets no target for start-up or memory)", "figures above", None)])
+    targets([("(no target is set for start-up or memory)", "figures above", None)])
 
 
 if __name__ == "__main__":

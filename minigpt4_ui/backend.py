@@ -9,10 +9,17 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from .facts import MODEL_PAGE
 from .replicate_api import Client
 from .settings import DEFAULT_BASE_URL, Settings
 
 log = logging.getLogger(__name__)
+
+
+def normalise_token(visitor_token: str | None) -> str | None:
+    """A visitor's pasted token without surrounding blanks, or None when there is none."""
+    token = (visitor_token or "").strip()
+    return token or None
 
 
 @dataclass
@@ -26,14 +33,14 @@ class Backend:
 
     def client_for(self, visitor_token: str | None) -> Client:
         """The host's client, or one on Replicate with a visitor's own token (never stored)."""
-        if not visitor_token or not visitor_token.strip():
+        token = normalise_token(visitor_token)
+        if token is None:
             return self.client
         base_url = DEFAULT_BASE_URL if self.embedded else self.client.base_url
-        return Client(token=visitor_token.strip(), base_url=base_url, model=self.client.model,
+        return Client(token=token, base_url=base_url, model=self.client.model,
                       version=self.client.version, timeout=self.client.timeout)
 
 
-MODEL_PAGE = "https://replicate.com/daanelson/minigpt-4"
 # One line for visitors; what a host does to change it is in the README ("Use MiniGPT-4").
 EMBEDDED_NOTICE = (
     "**Demo mode:** a built-in stand-in answers by measuring the image; it is not "

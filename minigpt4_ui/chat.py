@@ -11,8 +11,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 from . import images, model_schema, schema
+from .facts import TERMINAL
 from .model_schema import ModelSpec
-from .replicate_api import TERMINAL, Client, ReplicateError, Update
+from .replicate_api import Client, ReplicateError, Update
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from .facts import ASSISTANT, HUMAN
 from .model_schema import ModelSpec
 from .schema import MODEL as MINIGPT4
 
-ASSISTANT = "###Assistant: "
-HUMAN = "###Human: "
 # LLaMA's tokenizer averages about four characters of English text per token.
 CHARS_PER_TOKEN = 4
 # The system sentence, the 32 image query tokens and the separators around the prompt.

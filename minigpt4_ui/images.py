@@ -21,12 +21,11 @@ from urllib.parse import urlsplit
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import imagelimits, urlfetch
+from .facts import MAX_DATA_URI_BYTES
 from .urlfetch import UrlPolicy
 
 # MiniGPT-4 resizes to 224×224; 448 keeps detail for other backends and still encodes small.
 MAX_SIDE = 448
-# The strictest documented data-URI limit of the predictions API.
-MAX_DATA_URI_BYTES = 256_000
 # Below Pillow's own bomb warning (89 MP), so the check below always speaks first.
 MAX_PIXELS = 64_000_000
 _QUALITIES = (90, 80, 70, 55, 40)
@@ -136,7 +135,8 @@ def encode(img: Image.Image) -> str:
         uri = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
         if len(uri) <= MAX_DATA_URI_BYTES:
             return uri
-    raise ImageError("The image could not be compressed under the API's 256 KB data-URI limit.")
+    raise ImageError("The image could not be compressed under the API's "
+                     f"{MAX_DATA_URI_BYTES // 1000} KB data-URI limit.")
 
 
 MAX_DOWNLOAD_BYTES = 20_000_000

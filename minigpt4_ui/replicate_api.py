@@ -1,13 +1,13 @@
 """A small client for Replicate's predictions API: create, get, list, cancel, and follow updates.
 
-Transport and retry policy live in `Client._send`; errors are typed by what a caller would do about
-them (fix the token, fix the input, wait, try later), and their messages never contain the token.
+`Client._send` makes one call; `RetryPolicy` decides whether a failed one is tried again. Errors are
+typed by what a caller would do about them (fix the token, fix the input, wait, try later), in one
+table (`_ERRORS`), and their messages never contain the token. The API rules it follows are in
+docs/replicate-api-rules.md.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import http.client
 import json
 import logging
@@ -21,23 +21,23 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
+from .facts import MODEL, REPLICATE_BASE_URL, TERMINAL
 from .settings import Settings
 from .sse import iter_events
 
 log = logging.getLogger(__name__)
 
-TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
+__all__ = ["APIError", "AuthenticationError", "Client", "ConnectionFailed", "InvalidInputError",
+           "NotFoundError", "PaymentRequiredError", "RateLimitError", "ReplicateError",
+           "RetryPolicy", "ServerError", "Timeout", "Update"]
+
 USER_AGENT = "minigpt4-studio/0.1"
+MIN_SCRUBBED_TOKEN = 8
 RETRY_STATUSES = frozenset({429, 503, 504})
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 8.0
 # A Retry-After longer than this is reported to the user rather than silently waited out.
 RETRY_AFTER_MAX = 30.0
-# `Prefer: wait` without a number holds the request for up to 60 s on Replicate.
-DEFAULT_WAIT = 60
-MIN_SCRUBBED_TOKEN = 8
-# The strictest documented data-URI limit (reference §4.2); bigger images may go via the Files API.
-DATA_URI_BUDGET = 256_000
 
 
 class ReplicateError(Exception):
@@ -97,6 +97,42 @@ class ServerError(APIError):
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """Whether a failed call is tried again, and after how many seconds (None: give up).
+
+    GETs are retried on 429/503/504 and on connection errors. A POST may already have created a
+    (paid) prediction, so it is retried only on a 429 with Retry-After, where nothing was, or when
+    a reused keep-alive connection was closed before the request reached the server.
+    """
+
+    max_retries: int = 5
+
+    def after_connection_error(self, exc: BaseException, *, method: str, attempt: int) -> float | None:
+        """The wait before retrying a call that failed to connect or lost its connection."""
+        if attempt == 0 and _closed_before_response(exc):
+            # A pooled keep-alive connection the server had just closed: the request never
+            # reached it, so one immediate retry on a fresh connection is safe, POSTs too.
+            return 0.0
+        if method != "GET" or attempt >= self.max_retries:
+            return None
+        return self.backoff(attempt)
+
+    def after_status(self, status: int, *, method: str, attempt: int,
+                     retry_after: float | None) -> float | None:
+        """The wait before retrying a call the API answered with an error status."""
+        retryable = (status in RETRY_STATUSES if method == "GET"
+                     else status == 429 and retry_after is not None)
+        if not retryable or attempt >= self.max_retries or (retry_after or 0) > RETRY_AFTER_MAX:
+            return None
+        return self.backoff(attempt) if retry_after is None else retry_after
+
+    @staticmethod
+    def backoff(attempt: int) -> float:
+        """Exponential backoff: 0.5 s, 1 s, 2 s, … up to BACKOFF_MAX."""
+        return min(BACKOFF_FIRST * 2 ** attempt, BACKOFF_MAX)
+
+
+@dataclass(frozen=True)
 class Update:
     """What changed in a prediction since the previous update (text and logs are deltas)."""
 
@@ -110,26 +146,21 @@ class Update:
 class Client:
     """Talks to one predictions API with one token for one model version."""
 
-    def __init__(self, *, token: str | None, base_url: str = "https://api.replicate.com",
-                 model: str = "daanelson/minigpt-4", version: str, timeout: float = 30.0,
+    def __init__(self, *, token: str | None, base_url: str = REPLICATE_BASE_URL,
+                 model: str = MODEL, version: str, timeout: float = 30.0,
                  poll_interval: float = 0.5, max_retries: int = 5,
-                 session: requests.Session | None = None, upload_large_images: bool = False,
-                 data_uri_budget: int = DATA_URI_BUDGET) -> None:
+                 session: requests.Session | None = None) -> None:
         """`timeout` bounds connecting and each read; on the SSE stream it must exceed the
         server's heartbeat interval (15 s on Replicate), which the 30 s default does.
-
-        With `upload_large_images`, an `image` data URI longer than `data_uri_budget` characters
-        is uploaded with the Files API (`POST /v1/files`) and sent as the file's URL instead."""
+        `max_retries` bounds the retries of one call (see RetryPolicy)."""
         self._token = token
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.version = version
         self.timeout = timeout
         self.poll_interval = poll_interval
-        self.max_retries = max_retries
+        self.retry = RetryPolicy(max_retries=max_retries)
         self._session = session or requests.Session()
-        self.upload_large_images = upload_large_images
-        self.data_uri_budget = data_uri_budget
         self._headers = {"User-Agent": USER_AGENT}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
@@ -144,35 +175,20 @@ class Client:
         return (f"Client(base_url={self.base_url!r}, model={self.model!r}, "
                 f"version={self.version!r}, token={'set' if self._token else 'unset'})")
 
-    def create(self, input: dict, *, stream: bool = True, webhook: str | None = None,
-               webhook_events_filter: list[str] | None = None,
-               wait: int | bool | None = None, model: str | None = None,
+    def create(self, input: dict, *, stream: bool = True, model: str | None = None,
                version: str | None = None) -> dict:
-        """Start a prediction; `wait` (True or 1–60 s) asks the server to hold the answer until done.
+        """Start a prediction and return it at once (follow it with `updates`).
 
         It runs `version` when given, else `model` (`owner/name`, its latest version, through the
         models predictions route) when given, else this client's own version.
         """
-        if self.upload_large_images:
-            input = self._upload_large_image(input)
         body: dict[str, Any] = {"input": input, "stream": stream}
         path = "/v1/predictions"
         if version or not model:
             body["version"] = version or self.version
         else:
             path = f"/v1/models/{model}/predictions"
-        if webhook is not None:
-            body["webhook"] = webhook
-        if webhook_events_filter is not None:
-            body["webhook_events_filter"] = webhook_events_filter
-        headers = {}
-        read_timeout = self.timeout
-        if wait:
-            seconds = DEFAULT_WAIT if wait is True else int(wait)
-            headers["Prefer"] = "wait" if wait is True else f"wait={seconds}"
-            read_timeout += seconds
-        return _json(self._send("POST", path, json_body=body, headers=headers,
-                                read_timeout=read_timeout))
+        return _json(self._send("POST", path, json_body=body))
 
     def get_model(self, owner: str, name: str) -> dict:
         """The model, with `latest_version` and its `openapi_schema`."""
@@ -181,29 +197,6 @@ class Client:
     def get_version(self, owner: str, name: str, version_id: str) -> dict:
         """One version of a model, with its `openapi_schema`."""
         return _json(self._send("GET", f"/v1/models/{owner}/{name}/versions/{version_id}"))
-
-    def upload_file(self, content: bytes, *, filename: str = "file",
-                    content_type: str = "application/octet-stream",
-                    metadata: dict | None = None) -> dict:
-        """Upload bytes with the Files API; returns the file object (its `urls.get` is an input)."""
-        return _json(self._send("POST", "/v1/files", files={
-            "content": (filename, content, content_type),
-            "metadata": (None, json.dumps(metadata or {}), "application/json")}))
-
-    def _upload_large_image(self, input: dict) -> dict:
-        image = input.get("image")
-        if not (isinstance(image, str) and image.startswith("data:")
-                and len(image) > self.data_uri_budget):
-            return input
-        header, _, payload = image.partition(",")
-        kind = header[5:].split(";")[0] or "application/octet-stream"
-        try:
-            content = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            return input  # not base64: leave it for the server to report
-        extension = kind.rpartition("/")[2] if kind.startswith("image/") else "bin"
-        file = self.upload_file(content, filename=f"image.{extension}", content_type=kind)
-        return {**input, "image": file["urls"]["get"]}
 
     def get(self, prediction_id: str) -> dict:
         """The prediction as the server knows it now."""
@@ -272,51 +265,34 @@ class Client:
             time.sleep(self.poll_interval)
 
     def _send(self, method: str, path_or_url: str, *, json_body: dict | None = None,
-              headers: dict[str, str] | None = None, read_timeout: float | None = None,
-              stream: bool = False, files: dict | None = None) -> requests.Response:
-        """One API call with the retry policy; returns a 2xx response or raises a ReplicateError.
-
-        GETs are retried on 429/503/504 and on connection errors. A POST may already have created
-        a (paid) prediction, so it is retried only on a 429 with Retry-After, where nothing was.
-        """
+              headers: dict[str, str] | None = None, stream: bool = False) -> requests.Response:
+        """One API call, retried as `self.retry` decides; a 2xx response or a ReplicateError."""
         url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
-        read_timeout = read_timeout or self.timeout
-        idempotent = method == "GET"
         attempt = 0
         while True:
             try:
-                response = self._session.request(method, url, json=json_body, files=files,
+                response = self._session.request(method, url, json=json_body,
                                                  headers={**self._headers, **(headers or {})},
-                                                 timeout=(self.timeout, read_timeout), stream=stream)
-            except requests.Timeout as exc:  # before ConnectionError: ConnectTimeout is both
-                limit = self.timeout if isinstance(exc, requests.ConnectTimeout) else read_timeout
-                raise Timeout(f"{_origin(url)} did not answer within {limit:g} s") from None
+                                                 timeout=self.timeout, stream=stream)
+            except requests.Timeout:  # before ConnectionError: ConnectTimeout is both
+                raise Timeout(f"{_origin(url)} did not answer within {self.timeout:g} s") from None
             except requests.ConnectionError as exc:
                 reason = _connection_reason(exc)
-                if attempt == 0 and _closed_before_response(exc):
-                    # A pooled keep-alive connection the server had just closed: the request never
-                    # reached it, so one immediate retry on a fresh connection is safe, POSTs too.
-                    log.debug("%s %s: %s on a reused connection; retrying once", method, url, reason)
-                    attempt += 1
-                    continue
-                if not (idempotent and attempt < self.max_retries):
+                delay = self.retry.after_connection_error(exc, method=method, attempt=attempt)
+                if delay is None:
                     raise ConnectionFailed(f"could not reach {_origin(url)}: {reason}") from None
-                delay = _backoff(attempt)
                 log.debug("%s %s: %s; retry %d/%d in %.1f s", method, url, reason, attempt + 1,
-                          self.max_retries, delay)
+                          self.retry.max_retries, delay)
             else:
                 if response.status_code < 400:
                     return response
-                retry_after = _retry_after(response)
-                retryable = (response.status_code in RETRY_STATUSES if idempotent
-                             else response.status_code == 429 and retry_after is not None)
-                if (not retryable or attempt >= self.max_retries
-                        or (retry_after or 0) > RETRY_AFTER_MAX):
+                delay = self.retry.after_status(response.status_code, method=method,
+                                                attempt=attempt, retry_after=_retry_after(response))
+                if delay is None:
                     raise _api_error(response, method, url, self._token)
                 response.close()
-                delay = _backoff(attempt) if retry_after is None else retry_after
                 log.debug("%s %s answered %d; retry %d/%d in %.1f s", method, url,
-                          response.status_code, attempt + 1, self.max_retries, delay)
+                          response.status_code, attempt + 1, self.retry.max_retries, delay)
             time.sleep(delay)
             attempt += 1
 
@@ -380,10 +356,6 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _backoff(attempt: int) -> float:
-    return min(BACKOFF_FIRST * 2 ** attempt, BACKOFF_MAX)
-
-
 def _retry_after(response: requests.Response) -> float | None:
     try:
         seconds = float(response.headers.get("Retry-After", ""))
@@ -392,24 +364,9 @@ def _retry_after(response: requests.Response) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-def _closed_before_response(exc: BaseException) -> bool:
-    """Whether the connection was closed or reset before any byte of a response arrived."""
-    seen: set[int] = set()
-    pending = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
-            return True
-        pending += [e for e in (current.__cause__, current.__context__, *current.args)
-                    if isinstance(e, BaseException)]
-    return False
-
-
-def _connection_reason(exc: BaseException) -> str:
-    """A short cause from the exception chain (requests wraps urllib3, which wraps the socket error)."""
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception behind it: causes, contexts, urllib3's `reason`s and arguments
+    (requests wraps urllib3, which wraps the socket error), each once, depth first."""
     stack: list[Any] = [exc]
     seen: set[int] = set()
     while stack:
@@ -417,21 +374,45 @@ def _connection_reason(exc: BaseException) -> str:
         if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
+        yield current
+        stack.extend([current.__cause__, current.__context__, getattr(current, "reason", None),
+                      *current.args])
+
+
+def _closed_before_response(exc: BaseException) -> bool:
+    """Whether the connection was closed or reset before any byte of a response arrived."""
+    return any(isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+               for e in _exception_chain(exc))
+
+
+def _connection_reason(exc: BaseException) -> str:
+    """A short cause of a connection failure, in words."""
+    for current in _exception_chain(exc):
         if isinstance(current, ConnectionRefusedError):
             return "connection refused"
         if isinstance(current, socket.gaierror):
             return "unknown host name"
         if isinstance(current, (ConnectionResetError, urllib3.exceptions.ProtocolError)):
             return "the connection was closed unexpectedly"
-        stack.extend([current.__cause__, current.__context__, getattr(current, "reason", None),
-                      *current.args])
     return "connection failed"
 
 
-_ERROR_CLASSES: dict[int, type[APIError]] = {
-    401: AuthenticationError, 402: PaymentRequiredError, 404: NotFoundError,
-    422: InvalidInputError, 429: RateLimitError,
+# What each error status means to a caller, and how its message says so. `{answer}` is the status
+# and the body's title and detail; `{path}` the request path; `{wait}` when to try again.
+_ERRORS: dict[int, tuple[type[APIError], str]] = {
+    401: (AuthenticationError,
+          "the API token was rejected — check REPLICATE_API_TOKEN (the API answered {answer})"),
+    402: (PaymentRequiredError,
+          "the Replicate account cannot pay for this prediction — add credit at "
+          "https://replicate.com/account/billing (the API answered {answer})"),
+    404: (NotFoundError, "{method} {path} found nothing (the API answered {answer})"),
+    # With `invalid_fields`, the message lists them instead (see _api_error).
+    422: (InvalidInputError, "The API answered {answer}"),
+    429: (RateLimitError, "too many requests — {wait} (the API answered {answer})"),
 }
+_SERVER_ERROR = (ServerError, "The API answered {answer} — a problem on the server's side; "
+                              "try again later")
+_OTHER_ERROR = (APIError, "The API answered {answer}")
 
 
 def _api_error(response: requests.Response, method: str, url: str, token: str | None) -> APIError:
@@ -453,23 +434,12 @@ def _api_error(response: requests.Response, method: str, url: str, token: str | 
         title, detail, invalid = reason, None, []
         answer = f"{status} {reason} with a non-JSON body"
 
-    cls = _ERROR_CLASSES.get(status) or (ServerError if status >= 500 else APIError)
-    if cls is AuthenticationError:
-        message = f"the API token was rejected — check REPLICATE_API_TOKEN (the API answered {answer})"
-    elif cls is PaymentRequiredError:
-        message = ("the Replicate account cannot pay for this prediction — add credit at "
-                   f"https://replicate.com/account/billing (the API answered {answer})")
-    elif cls is NotFoundError:
-        message = f"{method} {urlsplit(url).path} found nothing (the API answered {answer})"
-    elif cls is InvalidInputError and invalid:
+    cls, template = _ERRORS.get(status) or (_SERVER_ERROR if status >= 500 else _OTHER_ERROR)
+    wait = (f"try again in {retry_after:g} s" if retry_after is not None
+            else "wait a moment and try again")
+    message = template.format(answer=answer, method=method, path=urlsplit(url).path, wait=wait)
+    if cls is InvalidInputError and invalid:
         message = "the API rejected the input: " + "; ".join(_field_problem(f) for f in invalid)
-    elif cls is RateLimitError:
-        wait = f"try again in {retry_after:g} s" if retry_after is not None else "wait a moment and try again"
-        message = f"too many requests — {wait} (the API answered {answer})"
-    elif cls is ServerError:
-        message = f"The API answered {answer} — a problem on the server's side; try again later"
-    else:
-        message = f"The API answered {answer}"
     # The server should never echo the token, but a message must not carry it even then; a token
     # too short to be a real one would only garble the message.
     if token and len(token) >= MIN_SCRUBBED_TOKEN:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .facts import MODEL, VERSION
 from .model_schema import Field, InputError, ModelSpec, Problem
 from . import model_schema
 
 __all__ = ["BY_NAME", "FIELDS", "MODEL", "PARAMETERS", "SPEC", "VERSION", "Field", "InputError",
            "Problem", "defaults", "openapi_input", "validate"]
 
-MODEL = "daanelson/minigpt-4"
-VERSION = "e447a8583cffd86ce3b93f9c2cd24f2eae603d99ace6afa94b33a08e94a3cd06"
 
 FIELDS: tuple[Field, ...] = (
     Field("image", "Image", str, "Image to discuss", format="uri", required=True),

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .schema import MODEL as DEFAULT_MODEL, VERSION as DEFAULT_VERSION
-
-DEFAULT_BASE_URL = "https://api.replicate.com"
+from .facts import MODEL as DEFAULT_MODEL, REPLICATE_BASE_URL as DEFAULT_BASE_URL
+from .facts import VERSION as DEFAULT_VERSION
 
 
 def parse_version(ref: str) -> tuple[str, str]:

@@ -12,6 +12,8 @@ from minigpt4_ui.replicate_api import AuthenticationError, Client, InvalidInputE
 from minigpt4_ui.server import start_background
 from minigpt4_ui.settings import DEFAULT_VERSION
 
+from .client_helpers import create_finished
+
 TOKEN = "t"
 
 
@@ -55,19 +57,19 @@ def test_max_new_tokens_is_honoured_through_the_stream(client):
     assert len("".join(u.text for u in updates).split()) == 3
 
 
-def test_create_with_wait_returns_the_finished_prediction(client):
-    prediction = client.create(inputs(), wait=True)
+def test_a_followed_prediction_ends_succeeded(client):
+    prediction = create_finished(client, inputs())
     assert prediction["status"] == "succeeded"
     assert prediction["output"].startswith("This ")
 
 
 def test_get(client):
-    created = client.create(inputs(), wait=10)
+    created = create_finished(client, inputs())
     assert client.get(created["id"]) == created
 
 
 def test_list_follows_pages(client):
-    ids = {client.create(inputs(max_new_tokens=1), wait=True)["id"] for _ in range(3)}
+    ids = {create_finished(client, inputs(max_new_tokens=1))["id"] for _ in range(3)}
     listed = [p["id"] for p in client.list()]
     assert ids <= set(listed)
     assert len(listed) == len(set(listed))

@@ -224,18 +224,6 @@ def test_create_sends_version_input_and_headers(server, client):
     assert "Prefer" not in sent.headers
 
 
-def test_create_with_webhook_and_wait(server, client):
-    server.script("POST", "/v1/predictions", json_reply(201, prediction(server)))
-    client.create({}, stream=False, webhook="https://example.com/h", webhook_events_filter=["completed"],
-                  wait=True)
-    client.create({}, wait=5)
-    first, second = server.seen("POST", "/v1/predictions")
-    assert first.json() == {"version": "v1", "input": {}, "stream": False,
-                            "webhook": "https://example.com/h", "webhook_events_filter": ["completed"]}
-    assert first.headers["Prefer"] == "wait"
-    assert second.headers["Prefer"] == "wait=5"
-
-
 def test_no_token_sends_no_authorization(server):
     server.script("GET", "/v1/predictions/p1", json_reply(200, {"id": "p1"}))
     Client(token=None, base_url=server.url, version="v1").get("p1")

@@ -8,6 +8,7 @@ from minigpt4_ui.model_refs import ModelRefError, Resolver, UnknownModel, parse_
 from minigpt4_ui.replicate_api import Client
 from minigpt4_ui.server.catalog import stand_in_version
 
+from .client_helpers import finished
 from .conftest import SERVER_TOKEN
 
 LLAVA_VERSION = stand_in_version("yorickvp/llava-13b")
@@ -43,13 +44,13 @@ def test_get_model_and_get_version(client):
 
 
 def test_create_by_model_name_and_by_version(client, png_uri):
-    by_name = client.create({"image": png_uri(), "caption": True}, model="andreasjansson/blip-2",
-                            wait=True)
-    assert by_name["model"] == "andreasjansson/blip-2" and by_name["status"] == "succeeded"
-    by_version = client.create({"image": png_uri(), "prompt": "Hi"}, version=LLAVA_VERSION, wait=True)
-    assert by_version["model"] == "yorickvp/llava-13b" and isinstance(by_version["output"], list)
+    by_name = client.create({"image": png_uri(), "caption": True}, model="andreasjansson/blip-2")
+    by_version = client.create({"image": png_uri(), "prompt": "Hi"}, version=LLAVA_VERSION)
     assert client._session.paths[:2] == ["POST /models/andreasjansson/blip-2/predictions",
                                          "POST /predictions"]
+    by_name, by_version = finished(client, by_name), finished(client, by_version)
+    assert by_name["model"] == "andreasjansson/blip-2" and by_name["status"] == "succeeded"
+    assert by_version["model"] == "yorickvp/llava-13b" and isinstance(by_version["output"], list)
 
 
 @pytest.mark.parametrize("text", ["llava", "a/b/c", "yorickvp/llava-13b:123", " /x", "o/n:" + "g" * 64])

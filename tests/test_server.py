@@ -20,7 +20,7 @@ from PIL import Image
 from minigpt4_ui import schema
 from minigpt4_ui.server import start_background
 from minigpt4_ui.server.predictors.builtin import answer, measure, words
-from minigpt4_ui.server.runner import new_prediction
+from minigpt4_ui.server.prediction_object import new_prediction
 from minigpt4_ui.server.store import Store
 
 from .conftest import SERVER_TOKEN, png_bytes
@@ -356,7 +356,7 @@ def test_quiet_streams_get_keepalive_comments(png_uri):
 def test_a_restart_fails_predictions_that_were_left_running(tmp_path, png_uri):
     db = str(tmp_path / "predictions.sqlite3")
     store = Store(db)
-    store.insert({**new_prediction(version=VERSION, input={"image": png_uri(8, 8), "prompt": "x"}),
+    store.insert({**new_prediction(model=schema.MODEL, version=VERSION, input={"image": png_uri(8, 8), "prompt": "x"}),
                   "status": "processing"})
     (left,) = store.unfinished()
     store.close()

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from minigpt4_ui.server import RateLimits, start_background
-from minigpt4_ui.server.images import ImageError, UrlPolicy, _fetch
+from minigpt4_ui.server.image_input import ImageInputError, UrlPolicy, _fetch
 
 from .conftest import SERVER_TOKEN, png_bytes
 from .test_server import AUTH, EXPECTED, PROMPT, VERSION, create, problem, wait_for
@@ -80,7 +80,7 @@ def test_files_expire():
 
 
 def test_oversized_upload_gets_413(server):
-    from minigpt4_ui.server.routes import MAX_FILE_BYTES
+    from minigpt4_ui.server.routes.files import MAX_FILE_BYTES
     response = upload(server, b"x" * (MAX_FILE_BYTES + 2_000_000))
     assert problem(response, 413)["title"] == "Request Entity Too Large"
 
@@ -120,7 +120,7 @@ def test_bad_cancel_after_gets_400(server, png_uri, value):
 @pytest.mark.parametrize("value, seconds", [("30", 30), ("1.5s", 1.5), ("500ms", 0.5), ("5m", 300),
                                             ("1h30m", 5400)])
 def test_cancel_after_grammar(value, seconds):
-    from minigpt4_ui.server.routes import parse_duration
+    from minigpt4_ui.server.routes.predictions import parse_duration
     assert parse_duration(value) == seconds
 
 
@@ -224,7 +224,7 @@ def test_loopback_image_urls_are_refused_by_default(server, images):
                                  "http://[::1]/x.png", "http://[::ffff:127.0.0.1]/x.png",
                                  "http://localhost/x.png", "http://0.0.0.0/x.png"])
 def test_private_and_link_local_addresses_are_refused(url):
-    with pytest.raises(ImageError, match="loopback, private or link-local"):
+    with pytest.raises(ImageInputError, match="loopback, private or link-local"):
         _fetch(url, max_bytes=1000, timeout=1)
 
 
@@ -233,7 +233,7 @@ def test_allow_list_by_name_and_network(images):
     for entry in ("127.0.0.1", "127.0.0.0/8", "localhost", "*"):
         url = f"http://{'localhost' if entry == 'localhost' else '127.0.0.1'}:{port}/cat.png"
         assert _fetch(url, max_bytes=10_000_000, timeout=5, policy=UrlPolicy((entry,)))
-    with pytest.raises(ImageError):
+    with pytest.raises(ImageInputError):
         _fetch(f"http://127.0.0.1:{port}/cat.png", max_bytes=10_000_000, timeout=5,
                policy=UrlPolicy(("10.0.0.0/8", "example.com")))
 
@@ -241,19 +241,19 @@ def test_allow_list_by_name_and_network(images):
 def test_every_redirect_hop_is_checked(images):
     allowed = UrlPolicy(("127.0.0.1",))
     assert _fetch(f"{images}/redirect?to=/cat.png", max_bytes=10_000_000, timeout=5, policy=allowed)
-    with pytest.raises(ImageError, match="loopback, private or link-local"):
+    with pytest.raises(ImageInputError, match="loopback, private or link-local"):
         _fetch(f"{images}/redirect?to=http://10.0.0.1/x.png", max_bytes=10_000_000, timeout=5,
                policy=allowed)
-    with pytest.raises(ImageError, match="only http"):
+    with pytest.raises(ImageInputError, match="only http"):
         _fetch(f"{images}/redirect?to=file:///etc/passwd", max_bytes=10_000_000, timeout=5,
                policy=allowed)
 
 
 def test_size_and_time_limits(images):
     allowed = UrlPolicy(("127.0.0.1",))
-    with pytest.raises(ImageError, match="larger than 1 MB"):
+    with pytest.raises(ImageInputError, match="larger than 1 MB"):
         _fetch(f"{images}/big", max_bytes=1_000_000, timeout=5, policy=allowed)
     started = time.monotonic()
-    with pytest.raises(ImageError, match="within 0.5 s"):
+    with pytest.raises(ImageInputError, match="within 0.5 s"):
         _fetch(f"{images}/slow", max_bytes=10_000_000, timeout=0.5, policy=allowed)
     assert time.monotonic() - started < 1.4

@@ -68,6 +68,20 @@ def run(predictor, **overrides) -> tuple[list[str], str]:
     return chunks, "".join(logs)
 
 
+@pytest.fixture
+def stops(monkeypatch) -> list:
+    """Every StopOnEvent the predictor makes from now on, in order (the latest is last)."""
+    made: list = []
+
+    class Recording(smolvlm.StopOnEvent):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(smolvlm, "StopOnEvent", Recording)
+    return made
+
+
 def no_generate_threads() -> bool:
     return not [t for t in threading.enumerate() if t.name == "smolvlm-generate" and t.is_alive()]
 
@@ -153,9 +167,9 @@ def test_sampling_parameters_generate(predictor, overrides):
     assert len("".join(chunks).split()) == 5
 
 
-def test_max_new_tokens_is_honoured(predictor):
+def test_max_new_tokens_is_honoured(predictor, stops):
     chunks, logs = run(predictor, max_new_tokens=7)
-    assert len("".join(chunks).split()) == 7 and predictor.last_stop.new_tokens == 7
+    assert len("".join(chunks).split()) == 7 and stops[-1].new_tokens == 7
     assert "up to 7 new tokens" in logs and "7 new tokens in" in logs
 
 
@@ -194,29 +208,29 @@ def test_beam_search_yields_one_final_answer(predictor):
 
 
 @pytest.mark.parametrize("num_beams", [1, 3])
-def test_closing_the_generator_stops_generation_within_one_step(predictor, num_beams):
+def test_closing_the_generator_stops_generation_within_one_step(predictor, stops, num_beams):
     logs: list[str] = []
     gen = predictor.predict(inputs(num_beams=num_beams, max_new_tokens=LONG), IMAGE, logs.append)
     for chunk in gen:  # streaming: wait for words; beams: wait until decoding is under way
-        stop = predictor.last_stop
+        stop = stops[-1] if stops else None
         if stop is not None and stop.steps >= 3 and (chunk or num_beams > 1):
             break
     gen.close()
-    assert stop is predictor.last_stop and stop.stopped
+    assert stop is stops[-1] and stop.stopped
     assert stop.stopped_at - stop.requested_at <= 1  # the step in flight, no more
     assert stop.steps == stop.stopped_at and stop.new_tokens < LONG
     assert no_generate_threads()
     assert logs[-1].endswith(", canceled\n")
 
 
-def test_a_cancel_event_stops_generation_too(predictor):
+def test_a_cancel_event_stops_generation_too(predictor, stops):
     cancel = threading.Event()
     chunks = []
     for chunk in predictor.predict(inputs(max_new_tokens=LONG), IMAGE, lambda line: None, cancel):
         chunks.append(chunk)
         if chunk:
             cancel.set()
-    assert predictor.last_stop.stopped and predictor.last_stop.new_tokens < LONG
+    assert stops[-1].stopped and stops[-1].new_tokens < LONG
 
 
 def test_a_second_prediction_waits_for_the_model_and_says_so(predictor):

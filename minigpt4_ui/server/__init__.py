@@ -1,6 +1,7 @@
 """The embedded Replicate-compatible predictions server (`python -m minigpt4_ui.server`).
 
-The app talks HTTP to it exactly as to api.replicate.com; see reference/replicate-api.md.
+The app talks HTTP to it exactly as to api.replicate.com; the rules it follows are in
+docs/replicate-api-rules.md. It imports nothing from the app half (see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ from typing import AsyncIterator, Callable, Iterable
 import uvicorn
 from fastapi import FastAPI
 
+from ..urlfetch import UrlPolicy
+from ..webhook_signature import new_secret
+from .image_input import read_image
+from .prediction_object import now
 from .predictors import Predictor
 from .predictors.builtin import BuiltinPredictor
-from ..webhooks import new_secret
-from ..urlfetch import UrlPolicy
-from .images import read_image
-from .routes import FILE_TTL_S, RateLimits, build_app
-from .runner import Runner, now
+from .rate_limit import RateLimits
+from .routes import build_app
+from .routes.files import FILE_TTL_S, MAX_FILE_BYTES
+from .runner import Runner
+from .services import Services
 from .store import Store
-from .webhooks import RETRY_DELAYS_S, THROTTLE_S, WebhookSender
+from .webhook_delivery import RETRY_DELAYS_S, THROTTLE_S, WebhookSender
 
 __all__ = ["RateLimits", "RunningServer", "create_app", "start_background"]
 
@@ -55,20 +60,17 @@ def create_app(*, token: str | None = None, db_path: str = ":memory:",
                              policy=policy, throttle=webhook_throttle_seconds,
                              retry_delays=tuple(webhook_retry_delays))
 
+    services = Services(store=store, runner=runner, webhooks=webhooks, policy=policy,
+                        page_size=page_size, heartbeat_seconds=heartbeat_seconds,
+                        file_ttl_s=file_ttl_seconds, max_file_bytes=MAX_FILE_BYTES,
+                        openapi_schema=openapi_schema)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        runner.close()
-        webhooks.close()
-        store.close()
+        services.close()
 
-    app = build_app(store=store, runner=runner, token=token, page_size=page_size,
-                    heartbeat_seconds=heartbeat_seconds, webhooks=webhooks,
-                    rate_limits=rate_limits, file_ttl_s=file_ttl_seconds, policy=policy,
-                    lifespan=lifespan, openapi_schema=openapi_schema)
-    app.state.runner = runner
-    app.state.webhooks = webhooks
-    return app
+    return build_app(services=services, token=token, rate_limits=rate_limits, lifespan=lifespan)
 
 
 def _uvicorn_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
@@ -83,20 +85,17 @@ def _uvicorn_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
 class RunningServer:
     """A server running on a daemon thread; `url` is where it listens; `close()` stops it."""
 
-    def __init__(self, server: uvicorn.Server, thread: threading.Thread, runner: Runner,
-                 webhooks: WebhookSender | None = None):
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, services: Services):
         self._server = server
         self._thread = thread
-        self._runner = runner
-        self._webhooks = webhooks
+        self._services = services
         host, port = server.servers[0].sockets[0].getsockname()[:2]
         self.url = f"http://{host}:{port}"
 
     def close(self) -> None:
-        """Cancel running predictions (so open streams end), stop uvicorn, join its thread."""
-        self._runner.close()
-        if self._webhooks is not None:
-            self._webhooks.close()
+        """Stop the work first (so open streams end and uvicorn need not wait them out), then
+        uvicorn, whose lifespan ends with `Services.close`; join its thread."""
+        self._services.stop_work()
         self._server.should_exit = True
         self._thread.join()
 
@@ -130,4 +129,4 @@ def start_background(host: str = "127.0.0.1", port: int = 0, token: str | None =
         if start_timeout <= 0:
             server.should_exit = True
             raise RuntimeError("the predictions server did not start within the timeout")
-    return RunningServer(server, thread, app.state.runner, app.state.webhooks)
+    return RunningServer(server, thread, app.state.services)

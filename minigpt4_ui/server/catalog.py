@@ -180,3 +180,18 @@ STAND_INS = (
 )
 
 HOSTED: dict[str, HostedModel] = {model.ref: model for model in (MINIGPT4, *STAND_INS)}
+
+
+def served_schema(model: HostedModel, document: dict | None) -> tuple[model_schema.ModelSpec, dict]:
+    """The spec and version document `model` is served with: for MiniGPT-4, those of the
+    container it fronts (`document`, its OpenAPI schema) when this app can use them, else its own.
+    Output stays one string, which is what this server answers."""
+    if model is not MINIGPT4 or document is None:
+        return model.spec, model.openapi_schema()
+    try:
+        spec = model_schema.read_schema(document, model=model.ref, version=model.latest)
+    except model_schema.UnmappableSchema:
+        return model.spec, model.openapi_schema()
+    components = document.get("components") or {}
+    schemas = {**components.get("schemas", {}), "Output": {"type": "string", "title": "Output"}}
+    return spec, {**document, "components": {**components, "schemas": schemas}}

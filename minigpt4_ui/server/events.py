@@ -1,4 +1,4 @@
-"""A prediction's event journal and its SSE wire encoding (reference/replicate-api.md §3.4).
+"""A prediction's event journal and its SSE wire encoding (docs/replicate-api-rules.md, "Streaming").
 
 Every event carries an `id:` because replicate-python drops events until it has seen one, names are
 only `output`, `logs`, `error` and `done`, and each event ends with a blank line.
@@ -45,7 +45,7 @@ def parse_last_event_id(value: str | None) -> int | None:
 
 
 class Journal:
-    """Append-only events of one prediction, with waiting for threads and for asyncio tasks.
+    """Append-only events of one prediction, with waiting for asyncio tasks.
 
     Writers are runner threads; readers are SSE handlers and `Prefer: wait` requests on the
     event loop, woken by `call_soon_threadsafe` so that no reader polls.
@@ -54,7 +54,7 @@ class Journal:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.finished = False
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     def append(self, name: str, data: str, *, final: bool = False) -> None:
@@ -64,7 +64,6 @@ class Journal:
                 return
             self.events.append(Event(seq=len(self.events), name=name, data=data))
             self.finished = final
-            self._lock.notify_all()
             waiters = list(self._async_waiters)
         for loop, flag in waiters:
             try:
@@ -76,11 +75,6 @@ class Journal:
         """Events after `seq` (-1 for all) and whether the journal is complete."""
         with self._lock:
             return self.events[seq + 1:], self.finished
-
-    def wait_finished(self, timeout: float) -> bool:
-        """Block a thread until the journal completes or the timeout passes."""
-        with self._lock:
-            return self._lock.wait_for(lambda: self.finished, timeout=timeout)
 
     async def changed(self, seq: int, timeout: float) -> bool:
         """Wait until an event after `seq` exists or the journal completes; False on timeout."""

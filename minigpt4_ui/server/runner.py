@@ -7,75 +7,26 @@ that pool's threads, never the workers that run other predictions; cancel ends a
 
 from __future__ import annotations
 
-import json
 import logging
-import secrets
 import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from PIL import Image
 
-from ..schema import MODEL
-from . import events
+from ..facts import TERMINAL
 from .events import Journal
-from .images import ImageError, decode, is_url, read_image
-from .webhooks import Delivery
+from .image_input import ImageInputError, decode, is_url, read_image
+from .prediction_object import now, replay_journal, seconds_between, terminal_events
 from .predictors import PredictionError, Predictor
 from .store import Store
+from .webhook_delivery import Delivery
 
-# `aborted`: the Cancel-After deadline passed before the prediction started (reference §1.2).
-TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
-ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, as in Replicate's newer ids
 KEEP_JOURNALS = 1000  # finished journals kept for exact SSE replay; older ones are rebuilt
 logger = logging.getLogger(__name__)
-
-
-def now(after_seconds: float = 0.0) -> str:
-    """The current UTC time (plus `after_seconds`) as RFC 3339 with microseconds and a Z."""
-    moment = datetime.now(timezone.utc) + timedelta(seconds=after_seconds)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _seconds(start: str, end: str) -> float:
-    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 6)
-
-
-def new_prediction(*, version: str, input: dict, deadline: str | None = None,
-                   model: str = MODEL) -> dict:
-    """A fresh `starting` prediction object (without `urls`, which depend on the request)."""
-    return {"id": "".join(secrets.choice(ID_ALPHABET) for _ in range(26)), "model": model,
-            "version": version, "input": input, "logs": "", "output": None,
-            "data_removed": False, "error": None, "status": "starting", "created_at": now(),
-            "started_at": None, "completed_at": None, "source": "api", "metrics": {},
-            "deadline": deadline}
-
-
-def terminal_events(prediction: dict) -> list[tuple[str, str]]:
-    """The closing SSE events for a finished prediction: `error` (if failed), then `done`."""
-    if prediction["status"] == "failed":
-        return [("error", json.dumps({"detail": prediction["error"]})), ("done", events.DONE_ERROR)]
-    if prediction["status"] in ("canceled", "aborted"):
-        return [("done", events.DONE_CANCELED)]
-    return [("done", events.DONE_OK)]
-
-
-def replay_journal(prediction: dict) -> Journal:
-    """A journal rebuilt from a stored prediction whose live journal is gone (e.g. after a restart)."""
-    journal = Journal()
-    if prediction["logs"]:
-        journal.append("logs", prediction["logs"])
-    if prediction["output"]:
-        output = prediction["output"]
-        journal.append("output", "".join(output) if isinstance(output, list) else output)
-    if prediction["status"] in TERMINAL:
-        for name, data in terminal_events(prediction):
-            journal.append(name, data, final=name == "done")
-    return journal
 
 
 @dataclass
@@ -105,7 +56,7 @@ class Runner:
                  max_workers: int = 64, fetch_workers: int = 16,
                  read: Callable[..., bytes] = read_image):
         """`read(image_input, cancel=event)` returns the bytes of the validated `image` input
-        (ImageError if it cannot)."""
+        (ImageInputError if it cannot)."""
         self._store = store
         self._read = read
         self._predictor = predictor
@@ -213,7 +164,7 @@ class Runner:
         try:
             job.raw = self._read(job.inputs[job.image_field], cancel=job.cancel)
             self._pool.submit(self._run, job)
-        except ImageError as exc:
+        except ImageInputError as exc:
             canceled = job.cancel.is_set()
             self._finish(job, "canceled" if canceled else "failed", error=None if canceled else str(exc))
         except RuntimeError:  # the runner closed while the image was being fetched
@@ -234,7 +185,7 @@ class Runner:
                 image = decode(raw)
                 self._log(job, f"image {image.width}x{image.height} RGB\n")
             completed = self._generate(job, image)
-        except (ImageError, PredictionError) as exc:
+        except (ImageInputError, PredictionError) as exc:
             self._finish(job, "failed", error=str(exc))
         except Exception as exc:  # a predictor bug must fail its prediction, not the worker
             logger.exception("prediction %s failed", job.prediction["id"])
@@ -299,10 +250,10 @@ class Runner:
             completed = now()
             started = prediction["started_at"] or completed
             prediction.update(status=status, error=error, started_at=started, completed_at=completed,
-                              metrics={"predict_time": _seconds(started, completed),
-                                       "total_time": _seconds(prediction["created_at"], completed)})
+                              metrics={"predict_time": seconds_between(started, completed),
+                                       "total_time": seconds_between(prediction["created_at"], completed)})
             if status == "aborted":  # it never ran
-                prediction.update(started_at=None, metrics={"total_time": _seconds(
+                prediction.update(started_at=None, metrics={"total_time": seconds_between(
                     prediction["created_at"], completed)})
             self._store.update(prediction)
             for name, data in terminal_events(prediction):

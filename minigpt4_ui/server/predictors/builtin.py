@@ -17,7 +17,7 @@ from typing import Iterator
 
 from PIL import Image, ImageStat
 
-from ...conversation import ASSISTANT, HUMAN
+from ...facts import ASSISTANT, HUMAN
 from ...model_schema import ModelSpec
 from . import LogFn
 

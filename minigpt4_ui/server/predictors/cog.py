@@ -45,7 +45,8 @@ ACCEPT_S = 0.25  # a synchronous PUT still open after this was accepted (refusal
 CANCEL_CONFIRM_S = 5.0
 CANCEL_ATTEMPTS = 6
 HEALTH_EVERY_S = 5.0
-TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+# Cog's own HTTP API ends a prediction in one of these (it has no `aborted`).
+COG_TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 logger = logging.getLogger(__name__)
 
 
@@ -409,7 +410,7 @@ class _Call:
         if report.text.startswith(self.text) and len(report.text) > len(self.text):
             chunk, self.text = report.text[len(self.text):], report.text
             yield chunk
-        self.ended = report.status in TERMINAL
+        self.ended = report.status in COG_TERMINAL
         if report.status == "failed":
             raise PredictionError(report.error or "the model failed without a message")
         if report.status == "canceled" and not self.cancel.is_set():
@@ -457,7 +458,7 @@ def _ended(answers: queue.Queue, *, timeout: float) -> bool:
             answer = answers.get(timeout=remaining)
         except queue.Empty:
             return False
-        if not isinstance(answer, dict) or answer.get("status") in TERMINAL:
+        if not isinstance(answer, dict) or answer.get("status") in COG_TERMINAL:
             return True
     return False
 

@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterator
 
 from PIL import Image
 
-from ...conversation import ASSISTANT, HUMAN
+from ...facts import ASSISTANT, HUMAN
 from . import LogFn, PredictionError
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolVLM-256M-Instruct"
@@ -176,7 +176,6 @@ class SmolVLMPredictor:
         self.model: Any = None
         self._load_lock = threading.Lock()
         self._generate_lock = threading.Lock()
-        self.last_stop: StopOnEvent | None = None  # the latest generation's criterion, for tests
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -315,7 +314,6 @@ class SmolVLMPredictor:
 
         generating = time.perf_counter()
         thread = threading.Thread(target=run, name="smolvlm-generate", daemon=True)
-        self.last_stop = stop
         outcome = "failed"
         thread.start()
         try:

@@ -1,8 +1,8 @@
-"""Sign and verify Replicate webhooks (Svix-style; reference/replicate-api.md §6).
+"""Sign and verify Replicate webhooks (Svix-style; docs/replicate-api-rules.md, "Webhooks").
 
 For users who receive webhooks from Replicate or from the embedded server:
 
-    from minigpt4_ui.webhooks import verify, WebhookVerificationError
+    from minigpt4_ui.webhook_signature import verify, WebhookVerificationError
     secret = requests.get(f"{base}/v1/webhooks/default/secret", headers=auth).json()["key"]
     try:
         verify(secret, request.headers, request.body)   # raw body bytes, as received

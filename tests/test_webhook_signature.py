@@ -1,11 +1,11 @@
-"""minigpt4_ui.webhooks: Svix-style signing and verification (reference/replicate-api.md §6)."""
+"""minigpt4_ui.webhook_signature: Svix-style signing and verification (docs/replicate-api-rules.md, "Webhooks")."""
 
 from __future__ import annotations
 
 import pytest
 from replicate.webhook import WebhookSigningSecret, Webhooks
 
-from minigpt4_ui.webhooks import (WebhookVerificationError, new_secret, sign, signature_headers,
+from minigpt4_ui.webhook_signature import (WebhookVerificationError, new_secret, sign, signature_headers,
                                   verify)
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

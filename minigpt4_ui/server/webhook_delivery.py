@@ -1,6 +1,6 @@
 """Webhook delivery: filtered events, output/logs throttling, signed requests, final retries.
 
-Per reference/replicate-api.md §6: the body is the prediction as GET returns it; `start` and
+Per docs/replicate-api-rules.md ("Webhooks"): the body is the prediction as GET returns it; `start` and
 `completed` are always sent when asked for; `output` and `logs` at most once per throttle
 interval (the latest state wins); only the final (`completed`) webhook is retried, with backoff,
 on a connection failure or a non-2xx answer. Redirects are not followed. Webhooks go only where
@@ -18,10 +18,10 @@ from typing import Callable
 
 from .. import urlfetch
 from ..urlfetch import UrlPolicy
-from ..webhooks import signature_headers
+from ..webhook_signature import signature_headers
 
 EVENTS = ("start", "output", "logs", "completed")
-DEFAULT_EVENTS = frozenset(EVENTS)  # Cog's default; Replicate's docs disagree (§6)
+DEFAULT_EVENTS = frozenset(EVENTS)  # Cog's default; Replicate's docs disagree (see the rules)
 THROTTLE_S = 0.5
 # Roughly a minute in all, as Replicate's "final retry … about 1 minute after" completion.
 RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
@@ -64,7 +64,18 @@ class Delivery:
                 return
             self._cond.notify_all()
 
+    @property
+    def active(self) -> bool:
+        """Whether this delivery still has webhooks to send."""
+        return self._thread.is_alive()
+
+    def wake(self) -> None:
+        """Make the delivery thread look at the sender's `stopping` flag now."""
+        with self._cond:
+            self._cond.notify_all()
+
     def join(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the last webhook to be sent."""
         self._thread.join(timeout)
 
     def _loop(self) -> None:
@@ -126,7 +137,7 @@ class WebhookSender:
         delivery = Delivery(self, url=url, events=events, completed_url=completed_url,
                             present=present)
         with self._lock:
-            self._deliveries = [d for d in self._deliveries if d._thread.is_alive()]
+            self._deliveries = [d for d in self._deliveries if d.active]
             self._deliveries.append(delivery)
         return delivery
 
@@ -165,6 +176,5 @@ class WebhookSender:
         self.stopping = True
         self._stop.set()
         for delivery in deliveries:
-            with delivery._cond:
-                delivery._cond.notify_all()
+            delivery.wake()
             delivery.join(1.0)

@@ -26,7 +26,7 @@ MAX_PIXELS = 50_000_000  # refuse decompression bombs before decoding them
 FETCH_TIMEOUT_S = 10.0
 
 
-class ImageError(ValueError):
+class ImageInputError(ValueError):
     """The image input could not be turned into a picture; the message is shown to the user."""
 
 
@@ -46,7 +46,7 @@ def read_image(ref: "str | FileRef", *, max_bytes: int = MAX_BYTES, timeout: flo
                policy: UrlPolicy | None = None,
                read_file: Callable[[str], bytes | None] | None = None,
                cancel: threading.Event | None = None) -> bytes:
-    """The bytes of `ref`: a data URI decoded, a URL fetched, or a file read; raises ImageError.
+    """The bytes of `ref`: a data URI decoded, a URL fetched, or a file read; raises ImageInputError.
 
     `read_file(file_id)` returns the content of one of this server's files (None if it is gone);
     setting `cancel` ends a fetch in progress.
@@ -54,7 +54,7 @@ def read_image(ref: "str | FileRef", *, max_bytes: int = MAX_BYTES, timeout: flo
     if isinstance(ref, FileRef):
         raw = read_file(ref.file_id) if read_file else None
         if raw is None:
-            raise ImageError(f"could not read the image: the file {ref.file_id} does not exist "
+            raise ImageInputError(f"could not read the image: the file {ref.file_id} does not exist "
                              "or has expired")
         return raw
     if ref.split(":", 1)[0].lower() == "data":
@@ -62,11 +62,11 @@ def read_image(ref: "str | FileRef", *, max_bytes: int = MAX_BYTES, timeout: flo
     if is_url(ref):
         return _fetch(ref, max_bytes=max_bytes, timeout=timeout, policy=policy or UrlPolicy(),
                       cancel=cancel)
-    raise ImageError("could not read the image: expected a data: URI or an http(s) URL")
+    raise ImageInputError("could not read the image: expected a data: URI or an http(s) URL")
 
 
 def decode(raw: bytes) -> Image.Image:
-    """Decode image bytes into an upright RGB image; raises ImageError."""
+    """Decode image bytes into an upright RGB image; raises ImageInputError."""
     try:
         # Not closed on leaving: the picture itself is returned (the bytes are in memory anyway).
         image = imagelimits.open_image(io.BytesIO(raw), max_pixels=MAX_PIXELS)
@@ -76,15 +76,15 @@ def decode(raw: bytes) -> Image.Image:
                 image = ImageOps.exif_transpose(image)
             return image if image.mode == "RGB" else image.convert("RGB")
     except imagelimits.TooManyPixels as exc:
-        raise ImageError(f"could not read the image: {exc.width}×{exc.height} is more than "
+        raise ImageInputError(f"could not read the image: {exc.width}×{exc.height} is more than "
                          f"{MAX_PIXELS // 1_000_000} megapixels") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"could not read the image: more than {MAX_PIXELS // 1_000_000} "
+        raise ImageInputError(f"could not read the image: more than {MAX_PIXELS // 1_000_000} "
                          f"megapixels") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow signals "unknown format" and truncated files with these.
         detail = ("not an image file" if isinstance(exc, Image.UnidentifiedImageError) else str(exc))
-        raise ImageError(f"could not read the image: {detail}") from exc
+        raise ImageInputError(f"could not read the image: {detail}") from exc
 
 
 def _rotated(image: Image.Image) -> bool:
@@ -95,14 +95,14 @@ def _rotated(image: Image.Image) -> bool:
 def _decode_data_uri(ref: str, *, max_bytes: int) -> bytes:
     header, sep, payload = ref.partition(",")
     if not sep:
-        raise ImageError("could not read the image: the data URI has no comma before its data")
+        raise ImageInputError("could not read the image: the data URI has no comma before its data")
     if len(payload) * 3 // 4 > max_bytes:
-        raise ImageError(f"could not read the image: larger than {max_bytes // 1_000_000} MB")
+        raise ImageInputError(f"could not read the image: larger than {max_bytes // 1_000_000} MB")
     if header.lower().endswith(";base64"):
         try:
             return base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise ImageError("could not read the image: the data URI is not valid base64") from exc
+            raise ImageInputError("could not read the image: the data URI is not valid base64") from exc
     return urllib.parse.unquote_to_bytes(payload)
 
 
@@ -114,7 +114,7 @@ def _fetch(url: str, *, max_bytes: int, timeout: float, policy: UrlPolicy | None
                      user_agent="minigpt4-server", cancel=cancel).body
     except FetchError as exc:
         why = _why(exc, max_bytes=max_bytes, timeout=timeout)
-        raise ImageError(f"could not fetch the image: {why}") from None
+        raise ImageInputError(f"could not fetch the image: {why}") from None
 
 
 def _why(exc: FetchError, *, max_bytes: int, timeout: float) -> str:
