@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
-from _common import App, header, median, rss_kib, table, targets  # noqa: E402
+from _common import App, header, rss_kib, table, targets  # noqa: E402
 
 from gradio_client import Client  # noqa: E402
 
@@ -48,7 +48,6 @@ def main() -> None:
     sessions = 4 if quick else 32
     words = 10 if quick else 60
     image_path = _common.small_jpeg_file(tempfile.mkdtemp(prefix="bench-startup-"))
-    rows = []
     nan = float("nan")
     imports = {m: nan if quick else import_seconds(m) for m in ("gradio", "minigpt4_ui.ui")}
     base_ready = base_first = base_rss = nan

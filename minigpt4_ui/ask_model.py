@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from . import chat, images
+from . import chat, images, wording
 from .conversation import model_inputs
 from .guard import LimitError
 from .model_refs import ModelRefError, Resolver, UnknownModel
@@ -48,7 +48,7 @@ def answers(client: Client, resolver: Resolver, image: str | None, prompt: str, 
     inputs = chat.build_model_input(spec, image, model_inputs(spec, [], prompt, params).inputs)
     for progress in chat.ask(client, inputs, model=spec.model, version=spec.version):
         if progress.status == "failed":
-            raise ReplicateError(f"The model failed: {progress.error or 'it gave no reason'}")
+            raise ReplicateError(wording.model_failed(progress.error))
         yield progress.text
 
 

@@ -18,7 +18,7 @@ import gradio as gr
 
 from . import answer_text, chat, chat_messages, images, schema, snippets, wording
 from .answer_slots import AnswerSlot, AnswerSlots
-from .backend import Backend
+from .backend import Backend, normalise_token
 from .conversation import fold
 from .guard import Guard, LimitError, visitor_address
 from .replicate_api import ReplicateError
@@ -131,7 +131,7 @@ class Studio:
 
     def _visitor(self, request: gr.Request | None, visitor_token: str | None) -> str | None:
         """Who pays: None when not the host's token (own token, embedded backend), else the visitor."""
-        if request is None or (visitor_token and visitor_token.strip()) or self.backend.embedded:
+        if request is None or normalise_token(visitor_token) or self.backend.embedded:
             return None
         peer = request.client.host if request.client else "unknown"
         return visitor_address(peer, request.headers.get("x-forwarded-for", ""), hops=self.settings.proxy_hops)
@@ -233,7 +233,7 @@ class Studio:
         records = list(records)
         views = (gr.skip(), gr.skip(), gr.skip())
         record = Record(time=time.strftime("%H:%M:%S"), prompt=question[:80],
-                        own_token=bool(visitor_token and visitor_token.strip()))
+                        own_token=normalise_token(visitor_token) is not None)
         reply = chat_messages.answer()
 
         def show(title: str, *, done: bool, details: str = "") -> None:
@@ -324,7 +324,7 @@ class Studio:
 
     def account_predictions(self, visitor_token: str) -> tuple[Any, str]:
         """The visitor's own account-wide list; never the host's, which would expose other visitors."""
-        if not visitor_token or not visitor_token.strip():
+        if normalise_token(visitor_token) is None:
             return gr.skip(), ("Enter your own Replicate token above to list your account's predictions. "
                                "The host's predictions are never shown.")
         try:

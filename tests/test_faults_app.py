@@ -33,7 +33,7 @@ from minigpt4_ui.studio import Studio
 
 from .apprunner import RunningApp
 from .fault_proxy import FaultProxy, wait_for
-from .fault_server import json_reply, problem, reply
+from .fault_server import problem, reply
 
 TOKEN = "r8_fault_test_token_0123456789"
 HTML = "<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>"

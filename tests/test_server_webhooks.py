@@ -72,7 +72,7 @@ from minigpt4_ui.server import start_background  # noqa: E402
 from minigpt4_ui.webhook_signature import WebhookVerificationError, verify  # noqa: E402
 
 from .conftest import SERVER_TOKEN  # noqa: E402
-from .test_server import AUTH, EXPECTED, PROMPT, VERSION, create  # noqa: E402
+from .test_server import AUTH, EXPECTED, PROMPT, VERSION  # noqa: E402
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
