@@ -30,9 +30,9 @@ class RunningApp:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("REPLICATE_", "MINIGPT4_"))}
         # A cache folder of its own: Gradio names cached files by content, and an app that exits
         # deletes the files it cached, which would pull them from under another app sharing the folder.
-        full_env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(self.port),
-                        GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1",
-                        GRADIO_TEMP_DIR=str(log_path.parent / f"gradio-{self.port}"), **env)
+        full_env.update({"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port),
+                         "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
+                         "GRADIO_TEMP_DIR": str(log_path.parent / f"gradio-{self.port}"), **env})
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen([sys.executable, "app.py", *args], cwd=ROOT, env=full_env,
                                         stdout=self._log, stderr=subprocess.STDOUT)
