@@ -36,11 +36,13 @@ def _kind(field: Field) -> str:
 
 
 def _unchecked(control: gr.components.Component) -> gr.components.Component:
-    """Pass the value through as typed, so validation names the control and its bound when it is off.
+    """Pass a value through as typed, so validation names the control and its bound when it is off.
 
-    Gradio's own checks ("Value 0 is less than minimum value 1.", a choice not in the list) fail
-    the whole event, which paints an "Error" badge over the chat. (Patched on the instance: a
-    subclass would make Gradio write a .pyi stub beside this file.)
+    Gradio's own checks ("Value 0 is less than minimum value 1.") fail the whole event, which
+    paints an "Error" badge over the chat. (Patched on the instance: a subclass would make Gradio
+    write a .pyi stub beside this file.) An update makes Gradio check with a copy of the component
+    instead, without this patch, so number boxes are given no bounds to check: they say them in
+    their info, and validation enforces them.
     """
     control.preprocess = lambda payload: payload
     return control
@@ -50,12 +52,12 @@ def _props(field: Field, value: Any) -> dict[str, Any]:
     """The properties of the control that shows `field` holding `value`."""
     props: dict[str, Any] = {"label": field.label, "info": field.description or None, "value": value}
     kind = _kind(field)
+    if kind == "number":
+        props["info"] = " ".join(part for part in (field.description, _bounds(field)) if part) or None
     integer = field.type is int
     if kind == "slider":
-        props.update(minimum=field.minimum, maximum=field.maximum, step=1 if integer else 0.01,
-                     precision=0 if integer else None)
-    elif kind == "number":
-        props.update(minimum=field.minimum, maximum=field.maximum, precision=0 if integer else None)
+        props.update(value=field.minimum if value is None else value, minimum=field.minimum,
+                     maximum=field.maximum, step=1 if integer else 0.01, precision=0 if integer else None)
     elif kind == "dropdown":
         props["choices"] = list(field.choices)
     elif kind == "textbox" and field.type is list:
@@ -63,6 +65,15 @@ def _props(field: Field, value: Any) -> dict[str, Any]:
     elif kind == "textbox":
         props.update(value=value or "", lines=1)
     return props
+
+
+def _bounds(field: Field) -> str:
+    whole = "A whole number" if field.type is int else "A number"
+    if field.minimum is not None:
+        return f"({whole}, at least {field.minimum:g}.)"
+    if field.maximum is not None:
+        return f"({whole}, at most {field.maximum:g}.)"
+    return f"({whole}.)"
 
 
 def build(spec: ModelSpec) -> list[gr.components.Component]:

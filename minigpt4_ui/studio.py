@@ -196,8 +196,10 @@ class Studio:
                     if (m.get("metadata") or {}).get("id") in by_id]
         if not answered:
             return gr.skip(), _message("Nothing to export yet: ask a question first.")
-        pictures = [chat_messages.image_of(m) for m in history if m["role"] == "user" and chat_messages.image_of(m)]
-        notes = (f"The conversation is about {len(pictures)} images; the newest is shown.",) if len(pictures) > 1 else ()
+        pictures = [chat_messages.image_of(m) for m in history if m["role"] == "user"]
+        pictures = [picture for picture in pictures if picture]
+        notes = ((f"The conversation is about {len(pictures)} images; the newest is shown.",)
+                 if len(pictures) > 1 else ())
         report = export.Report(kind="conversation", image=pictures[-1] if pictures else None,
                                entries=tuple(_entry(record) for record in answered),
                                exported_at=time.strftime("%Y-%m-%d %H:%M:%S"), notes=notes)

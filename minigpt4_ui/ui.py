@@ -34,8 +34,10 @@ MODELS = ["daanelson/minigpt-4", "yorickvp/llava-13b", "yorickvp/llava-v1.6-vicu
 CONTENDERS = ["daanelson/minigpt-4", "yorickvp/llava-13b", "andreasjansson/blip-2", "lucataco/moondream2"]
 MODEL_INFO = "A model from the list, or any image + prompt model as owner/name or owner/name:version"
 
-# Soft's helper text and label tags fall below WCAG AA (2.5:1 and 3.6:1); these reach 4.5:1 or more.
+# Soft's helper text, label tags and selected tab fall below WCAG AA (2.5:1, 3.6:1 and 4.47:1); these
+# reach 4.5:1 or more.
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate").set(
+    color_accent="*primary_600",
     block_info_text_color="*neutral_600",
     block_info_text_color_dark="*neutral_300",
     block_label_text_color="*neutral_700",
@@ -127,7 +129,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                             stop = gr.Button(value="Stop answering", variant="stop", visible=False, elem_id="stop")
                             new_chat = gr.Button(value="New chat", elem_id="new-chat")
                             export_chat = gr.Button(value="Export conversation", elem_id="export-chat")
-                        chat_files = gr.File(label="Conversation (HTML and JSON)", visible=False,
+                        chat_files = gr.File(label="Conversation (HTML and JSON)", visible=False, interactive=False,
                                              elem_id="chat-files")
                         with gr.Accordion(label="Image from a URL", open=False):
                             with gr.Row(equal_height=True):
@@ -150,7 +152,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                             compare_stop = gr.Button(value="Stop comparing", variant="stop", visible=False,
                                                      elem_id="compare-stop")
                             export_compare = gr.Button(value="Export comparison", elem_id="export-compare")
-                        compare_files = gr.File(label="Comparison (HTML and JSON)", visible=False,
+                        compare_files = gr.File(label="Comparison (HTML and JSON)", visible=False, interactive=False,
                                                 elem_id="compare-files")
                 compare_message = gr.Markdown("", elem_id="compare-message")
                 contenders, columns, panes, better, carry_on = [], [], [], [], []
