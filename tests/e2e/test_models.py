@@ -160,8 +160,10 @@ def test_a_finished_comparison_is_voted_on_exported_and_continued_in_the_chat(pa
     for number in (1, 2):
         expect(page.locator(f"#pane-status-{number}")).to_contain_text(re.compile(r"Done in \d+\.\d s"))
         expect(page.locator(f"#pane-status-{number}")).to_contain_text("Prediction")
-    llava = latest_prediction(server)
-    assert llava["model"] == "yorickvp/llava-13b" and llava["input"]["temperature"] == 0.5
+    newest = _get(server, "/v1/predictions")["results"][:2]  # created at once, in either order
+    llava = next(p for p in newest if p["model"] == "yorickvp/llava-13b")
+    assert llava["input"]["temperature"] == 0.5 and {p["model"] for p in newest} == {
+        "daanelson/minigpt-4", "yorickvp/llava-13b"}
     page.get_by_role("button", name="Answer 2 is better").click()
     expect(page.get_by_role("button", name="Marked better")).to_be_visible()
 
