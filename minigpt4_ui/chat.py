@@ -49,11 +49,11 @@ class Progress:
         return self.status in TERMINAL
 
 
-def check_params(params: dict[str, Any]) -> dict[str, Any]:
-    """MiniGPT-4's six parameters checked (blank, the app's caps, the model's bounds), with defaults
-    for missing ones; raises schema.InputError."""
-    checked = _validated(schema.SPEC, {**params, "prompt": "pending", "image": "pending"}, [])
-    return {field.name: checked[field.name] for field in schema.PARAMETERS}
+def check_params(params: dict[str, Any], spec: ModelSpec = schema.SPEC) -> dict[str, Any]:
+    """A model's parameters (MiniGPT-4's six by default) checked (blank, the app's caps, the model's
+    bounds), with defaults for missing ones; raises schema.InputError."""
+    checked = _validated(spec, {**params, spec.question: "pending", spec.image: "pending"}, [])
+    return {field.name: checked[field.name] for field in spec.parameters if field.name in checked}
 
 
 def build_input(image: str | None, prompt: str, params: dict[str, Any]) -> dict[str, Any]:

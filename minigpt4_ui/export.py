@@ -9,11 +9,16 @@ not inlined) and each prediction's id, status and timings.
 
 from __future__ import annotations
 
+import atexit
 import base64
+import functools
 import html
 import io
 import json
 import re
+import shutil
+import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,9 @@ from typing import Any
 from PIL import Image
 
 THUMBNAIL_SIDE = 320
+# Gradio copies a download into its own cache when it is returned, so the file written here is
+# needed only for a moment.
+KEEP_SECONDS = 600.0
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #1f2937; }
@@ -122,6 +130,27 @@ def to_html(report: Report) -> str:
             f"<title>{html.escape(report.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
             f"<header>\n<h1>{html.escape(report.title)}</h1>\n{exported}\n{image}\n</header>\n"
             f"{notes}{body}\n</body>\n</html>\n")
+
+
+def save(report: Report, stem: str) -> list[str]:
+    """Write the report as `stem`.html and `stem`.json in a new folder; return both paths."""
+    root = _exports()
+    for old in root.iterdir():
+        if time.time() - old.stat().st_mtime > KEEP_SECONDS:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(dir=root))
+    page, data = folder / f"{stem}.html", folder / f"{stem}.json"
+    page.write_text(to_html(report), encoding="utf-8")
+    data.write_text(to_json(report), encoding="utf-8")
+    return [str(page), str(data)]
+
+
+@functools.lru_cache(maxsize=1)
+def _exports() -> Path:
+    """This process's folder of exports, removed at exit."""
+    folder = Path(tempfile.mkdtemp(prefix="minigpt4-exports-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def _article(entry: Entry, *, with_question: bool) -> str:

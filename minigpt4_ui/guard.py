@@ -49,18 +49,19 @@ class Guard:
         self._swept = clock()
 
     @contextmanager
-    def slot(self, session: str, visitor: str | None) -> Iterator[None]:
+    def slot(self, session: str, visitor: str | None, predictions: int = 1) -> Iterator[None]:
         """Hold the session's one slot while an answer runs.
 
         `visitor` is None when the prediction is not paid by the host (the visitor's own token or
-        the embedded backend); otherwise it counts towards that visitor's hourly allowance.
+        the embedded backend); otherwise its `predictions` (several in a comparison) count towards
+        that visitor's hourly allowance.
         """
         with self._lock:
             if session in self._running:
                 raise LimitError("You already have an answer in progress: wait for it to finish "
                                  "or press Stop.")
             if visitor is not None and self.per_hour:
-                self._count(visitor)
+                self._count(visitor, predictions)
             self._running.add(session)
         try:
             yield
@@ -68,19 +69,19 @@ class Guard:
             with self._lock:
                 self._running.discard(session)
 
-    def _count(self, visitor: str) -> None:
+    def _count(self, visitor: str, predictions: int) -> None:
         now = self._clock()
         if now - self._swept >= SWEEP_SECONDS:
             self._forget_idle(now)
         times = self._recent.setdefault(visitor, deque())
         while times and now - times[0] >= WINDOW_SECONDS:
             times.popleft()
-        if len(times) >= self.per_hour:
+        if len(times) + predictions > self.per_hour:
             minutes = max(1, round((WINDOW_SECONDS - (now - times[0])) / 60))
             raise LimitError(f"This demo allows {self.per_hour} questions per hour per visitor on the "
                              f"host's Replicate account. Try again in about {minutes} min, or enter "
                              "your own Replicate token.")
-        times.append(now)
+        times.extend([now] * predictions)
 
     def _forget_idle(self, now: float) -> None:
         """Forget visitors whose last question is outside the window (they count as new)."""

@@ -11,16 +11,18 @@ import itertools
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, NamedTuple, Sequence
 
 import gradio as gr
 
-from . import answer_text, chat, chat_messages, images, schema, snippets, wording
+from . import answer_text, chat, chat_messages, export, images, model_controls, schema, snippets, wording
 from .answer_slots import AnswerSlot, AnswerSlots
 from .backend import Backend, normalise_token
-from .conversation import fold
+from .conversation import model_inputs
 from .guard import Guard, LimitError, visitor_address
+from .model_refs import ModelRefError, Resolver, UnknownModel
+from .model_schema import ModelSpec, UnmappableSchema
 from .replicate_api import ReplicateError
 from .settings import Settings
 
@@ -45,6 +47,13 @@ class Record:
     seconds: float = 0.0
     id: str = ""
     feedback: str | None = None
+    # What reproduces the answer, for the export: the model, its inputs (image described) and output.
+    question: str = ""
+    model: str = ""
+    version: str | None = None
+    inputs: dict = field(default_factory=dict)
+    answer: str = ""
+    predict_time: float | None = None
 
     def row(self) -> list:
         return [self.time, self.status, self.seconds, self.prompt, self.id]
@@ -128,8 +137,9 @@ class Studio:
         self.settings = settings
         self.guard = Guard(per_hour=settings.visitor_limit_per_hour)
         self.slots = AnswerSlots()
+        self.resolver = Resolver()
 
-    def _visitor(self, request: gr.Request | None, visitor_token: str | None) -> str | None:
+    def visitor(self, request: gr.Request | None, visitor_token: str | None) -> str | None:
         """Who pays: None when not the host's token (own token, embedded backend), else the visitor."""
         if request is None or normalise_token(visitor_token) or self.backend.embedded:
             return None
@@ -138,7 +148,7 @@ class Studio:
 
     def api_slot(self, request: gr.Request | None):
         """The guard's slot for an API call (host-paid ones count against the visitor's hour)."""
-        return self.guard.slot(_session(request), self._visitor(request, None))
+        return self.guard.slot(_session(request), self.visitor(request, None))
 
     def load_url(self, url: str) -> tuple[Any, str]:
         """Fetch and check an image URL; a refused URL keeps the current image and says why."""
@@ -149,26 +159,74 @@ class Studio:
         except images.ImageError as exc:
             return gr.skip(), _message(f"That URL didn't work: {exc} The current image is kept.")
 
+    def spec_of(self, text: str) -> ModelSpec:
+        """The spec of a picked or typed model; MiniGPT-4 without a version is the host's own.
+
+        Raises ModelRefError, UnknownModel, UnmappableSchema or ReplicateError.
+        """
+        if text.strip() == schema.MODEL:
+            return schema.SPEC  # its labels ("Max length") and the version the host configured
+        return self.resolver.resolve(self.backend.client, text)
+
+    def pick_model(self, choice: str, current: ModelSpec) -> list:
+        """Read the picked model's schema and build the settings from it (outputs: the spec, the
+        picker, the message, then the control pool). A model the app cannot use is said in words
+        and the current one stays picked."""
+        unchanged = [gr.skip()] * (3 + model_controls.SLOTS * len(model_controls.KINDS))
+        text = (choice or "").strip()
+        if not text or text in (current.model, current.ref):
+            return unchanged  # e.g. the picker set back to the current model
+        try:
+            spec = self.spec_of(text)
+        except (ModelRefError, UnknownModel, UnmappableSchema, ReplicateError) as exc:
+            unchanged[1:3] = [current.model, _message(f"{exc}. {current.model} stays selected.")]
+            return unchanged
+        return [spec, gr.skip(), _message(_left_out_note(spec)), *model_controls.updates(spec)]
+
+    @staticmethod
+    def reset(spec: ModelSpec) -> list:
+        """The model's controls back at its defaults."""
+        return model_controls.updates(spec)
+
+    @staticmethod
+    def export_conversation(history: list, records: list) -> tuple[Any, str]:
+        """The chat's answers as one HTML file and JSON, for download (outputs: files, message)."""
+        by_id = {record.id: record for record in records if record.id}
+        answered = [by_id[m["metadata"]["id"]] for m in history
+                    if (m.get("metadata") or {}).get("id") in by_id]
+        if not answered:
+            return gr.skip(), _message("Nothing to export yet: ask a question first.")
+        pictures = [chat_messages.image_of(m) for m in history if m["role"] == "user"]
+        pictures = [picture for picture in pictures if picture]
+        notes = ((f"The conversation is about {len(pictures)} images; the newest is shown.",)
+                 if len(pictures) > 1 else ())
+        report = export.Report(kind="conversation", image=pictures[-1] if pictures else None,
+                               entries=tuple(_entry(record) for record in answered),
+                               exported_at=time.strftime("%Y-%m-%d %H:%M:%S"), notes=notes)
+        return gr.update(value=export.save(report, "conversation"), visible=True), _message()
+
     @staticmethod
     def new_image(image: str | None, history: list) -> str:
         """Say what a different image does to the conversation."""
-        if image and history:
+        if image and history and chat_messages.is_new_image(history, image):
             return _message("New image: your next question starts a new topic; the conversation so far stays.")
         return _message()
 
     def send(self, request: gr.Request | None, image: str | None, prompt: str, history: list,
-             *values: Any) -> Sent:
-        """Check the question and put it in the chat; the box is cleared here and only here.
+             spec: ModelSpec, *values: Any) -> Sent:
+        """Check the question and `spec`'s controls (`values`, see `model_controls`), and put the
+        question in the chat; the box is cleared here and only here.
 
         (`request` comes first: Gradio puts it at its parameter's position, which after
         `*values` would make it one of the values.)
         """
         keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question="")
-        params = dict(zip((f.name for f in schema.PARAMETERS), values))
+        if not (prompt or "").strip():  # some models' question has a default, but a chat needs one
+            return keep._replace(message=_message("Type a question first."))
         try:
-            chat.build_input(image, prompt, params)
+            chat.build_model_input(spec, image, {spec.question: prompt, **model_controls.params(spec, values)})
         except (schema.InputError, images.ImageError) as exc:
-            return keep._replace(message=_message(wording.input_problem(exc)))
+            return keep._replace(message=_message(wording.input_problem(exc, spec)))
         if self.slots.take(_session(request)) is None:
             return keep._replace(message=_message(BUSY))
         history = list(history)
@@ -209,7 +267,7 @@ class Studio:
         return kept, chat_messages.text(history[last]), _message("Last question removed.")
 
     def respond(self, request: gr.Request | None, image: str, question: str, history: list, records: list,
-                visitor_token: str, *values: Any) -> Iterator[Answer]:
+                visitor_token: str, spec: ModelSpec, *values: Any) -> Iterator[Answer]:
         """Stream one answer; Stop, or closing this generator (a closed tab), cancels the prediction."""
         session = _session(request)
         slot = self.slots.current(session)
@@ -218,8 +276,9 @@ class Studio:
             return
         slot.started = True
         try:
-            with self.guard.slot(session, self._visitor(request, visitor_token)):
-                yield from self._respond(image, question, history, records, visitor_token, values, slot)
+            with self.guard.slot(session, self.visitor(request, visitor_token)):
+                yield from self._respond(image, question, history, records, visitor_token, spec,
+                                         model_controls.params(spec, values), slot)
         except LimitError as exc:
             yield Answer(history + [chat_messages.status(str(exc), done=True)], records,
                          history_table(records), gr.skip(), gr.skip(), gr.skip(), *_answering(False))
@@ -227,13 +286,13 @@ class Studio:
             self.slots.free(session, slot)
 
     def _respond(self, image: str, question: str, history: list, records: list, visitor_token: str,
-                 values: tuple, slot: AnswerSlot) -> Iterator[Answer]:
-        params = dict(zip((f.name for f in schema.PARAMETERS), values))
+                 spec: ModelSpec, params: dict, slot: AnswerSlot) -> Iterator[Answer]:
         history = list(history)
         records = list(records)
         views = (gr.skip(), gr.skip(), gr.skip())
         record = Record(time=time.strftime("%H:%M:%S"), prompt=question[:80],
-                        own_token=normalise_token(visitor_token) is not None)
+                        own_token=normalise_token(visitor_token) is not None, question=question,
+                        model=spec.model, version=spec.version)
         reply = chat_messages.answer()
 
         def show(title: str, *, done: bool, details: str = "") -> None:
@@ -246,28 +305,33 @@ class Studio:
         at = len(history)
         history.append(chat_messages.status("Sending…", done=False))
         try:
-            params = chat.check_params(params)  # Retry reaches here without Send's check
-            folded = fold(earlier, question, max_length=int(params["max_length"]),
-                          max_new_tokens=int(params["max_new_tokens"]), max_chars=chat.MAX_PROMPT_CHARS)
-            if folded.dropped:
-                history.insert(at, chat_messages.note(_dropped_note(folded.dropped, params)))
+            params = chat.check_params(params, spec)  # Retry reaches here without Send's check
+            turn = model_inputs(spec, earlier, question, params, max_chars=chat.MAX_PROMPT_CHARS)
+            if turn.dropped:
+                history.insert(at, chat_messages.note(_dropped_note(turn.dropped, params, spec)))
                 at += 1
             if slot.stop.is_set():
                 show("Stopped by you before the answer started", done=True)
                 yield update(done=True)
                 return
-            inputs = chat.build_input(image, folded.prompt, params)
+            inputs = chat.build_model_input(spec, image, turn.inputs)
             client = self.backend.client_for(visitor_token)
+            # MiniGPT-4 runs the version the host configured; other models the version picked.
+            model, version = target(spec)
+            shown_model, shown_version = model or client.model, version or client.version
             image_file = os.path.basename(image)
-            views = (snippets.request_json(inputs, client.version),
-                     snippets.curl(inputs, version=client.version, image_file=image_file),
-                     snippets.python(inputs, model=client.model, version=client.version, image_file=image_file))
+            views = (snippets.request_json(inputs, shown_version),
+                     snippets.curl(inputs, version=shown_version, image_file=image_file),
+                     snippets.python(inputs, model=shown_model, version=shown_version, image_file=image_file))
+            record.version = shown_version
+            record.inputs = {**inputs, spec.image: export.describe_image(inputs[spec.image])}
             records.append(record)
             history.append(reply)
             yield update(done=False)
-            for progress in chat.ask(client, inputs, stop=slot.stop):
+            for progress in chat.ask(client, inputs, stop=slot.stop, model=model, version=version):
                 record.status, record.seconds = progress.status, round(progress.elapsed, 1)
                 record.id = progress.prediction_id or ""
+                record.answer, record.predict_time = progress.text, progress.predict_time
                 reply["content"] = answer_text.markdown(progress.text)
                 if progress.status == "failed" and not reply["content"]:
                     reply["content"] = f"_{answer_text.markdown(wording.model_failed(progress.error))}_"
@@ -275,7 +339,7 @@ class Studio:
                 yield update(done=False)
         except (schema.InputError, images.ImageError, ReplicateError) as exc:
             record.status = "error"
-            show(str(exc) if isinstance(exc, ReplicateError) else wording.input_problem(exc), done=True)
+            show(str(exc) if isinstance(exc, ReplicateError) else wording.input_problem(exc, spec), done=True)
         except Exception as exc:  # noqa: BLE001 - the chat must end in words, whatever broke
             log.exception("answer failed")
             record.status = "error"
@@ -355,6 +419,11 @@ class Studio:
             raise _error(str(exc)) from None
 
 
+def target(spec: ModelSpec) -> tuple[str | None, str | None]:
+    """The model and version `chat.ask` runs for a spec: None, None for the host's MiniGPT-4."""
+    return (None, None) if spec == schema.SPEC else (spec.model, spec.version)
+
+
 def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "anonymous"
 
@@ -364,8 +433,23 @@ def _error(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def _dropped_note(dropped: int, params: dict) -> str:
+def _left_out_note(spec: ModelSpec) -> str:
+    extra = model_controls.left_out(spec)
+    if not extra:
+        return ""
+    return f"{len(extra)} more settings of {spec.model} keep their defaults: {', '.join(f.label for f in extra)}."
+
+
+def _entry(record: Record) -> export.Entry:
+    return export.Entry(question=record.question, model=record.model, version=record.version,
+                        inputs=record.inputs, answer=record.answer, prediction_id=record.id or None,
+                        status=record.status, predict_time=record.predict_time, vote=record.feedback)
+
+
+def _dropped_note(dropped: int, params: dict, spec: ModelSpec) -> str:
     turns = "turn" if dropped == 1 else "turns"
+    if spec.model != schema.MODEL:
+        return f"{dropped} earlier {turns} left out to fit the prompt"
     answer = params["max_new_tokens"]
     return (f"{dropped} earlier {turns} left out to fit Max length ({params['max_length']} tokens, "
             f"{answer} of them for the answer)")

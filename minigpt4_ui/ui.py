@@ -7,13 +7,15 @@ side panel.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import gradio as gr
 
-from . import images, schema
+from . import images, model_controls, schema
 from .ask_model import ModelAsker
 from .backend import Backend
+from .compare import MAX_CONTENDERS, Comparer
 from .settings import Settings
 from .studio import HISTORY_HEADERS, Studio
 
@@ -26,9 +28,16 @@ EXAMPLES = [
     ("rocket.jpg", "What is happening in this picture?"),
     ("text.png", "What kind of notes are these?"),
 ]
+# The image + prompt models the embedded server hosts (also on Replicate); any other can be typed.
+MODELS = ["daanelson/minigpt-4", "yorickvp/llava-13b", "yorickvp/llava-v1.6-vicuna-13b",
+          "andreasjansson/blip-2", "lucataco/moondream2", "salesforce/blip"]
+CONTENDERS = ["daanelson/minigpt-4", "yorickvp/llava-13b", "andreasjansson/blip-2", "lucataco/moondream2"]
+MODEL_INFO = "A model from the list, or any image + prompt model as owner/name or owner/name:version"
 
-# Soft's helper text and label tags fall below WCAG AA (2.5:1 and 3.6:1); these reach 4.5:1 or more.
+# Soft's helper text, label tags and selected tab fall below WCAG AA (2.5:1, 3.6:1 and 4.47:1); these
+# reach 4.5:1 or more.
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate").set(
+    color_accent="*primary_600",
     block_info_text_color="*neutral_600",
     block_info_text_color_dark="*neutral_300",
     block_label_text_color="*neutral_700",
@@ -88,61 +97,86 @@ def _unopened(image: gr.Image) -> gr.Image:
     return image
 
 
-def _unchecked(control: gr.components.Component) -> gr.components.Component:
-    """Pass a number through as typed, so `schema` names the control and its bound when it is off.
-
-    Gradio's own check says "Value 0 is less than minimum value 1." and fails the whole event,
-    which paints an "Error" badge over the chat. (Patched on the instance, as in `_unopened`.)
-    """
-    control.preprocess = lambda payload: payload
-    return control
-
-
-def _control(field: schema.Field) -> gr.components.Component:
-    """A control bound to the field's documented limits."""
-    integer = field.type is int
-    if field.maximum is not None:
-        return _unchecked(gr.Slider(minimum=field.minimum, maximum=field.maximum, value=field.default,
-                                    step=1 if integer else 0.01, precision=0 if integer else None,
-                                    label=field.label, info=field.description, buttons=[]))
-    return _unchecked(gr.Number(value=field.default, minimum=field.minimum, precision=0 if integer else None,
-                                label=field.label, info=field.description))
-
-
 def build(backend: Backend, settings: Settings) -> gr.Blocks:
     """Build the app around a connected backend."""
     studio = Studio(backend, settings)
+    comparer = Comparer(studio)
     with gr.Blocks(title=TITLE, delete_cache=images.GRADIO_CACHE_CLEANUP) as demo:
         with gr.Row(elem_id="header"):
             gr.Markdown(f"# {TITLE}")
             open_settings = gr.Button(value="Settings and history", size="sm", scale=0, min_width=170,
                                       elem_id="open-settings")
         gr.Markdown(backend.notice, elem_id="backend-notice")
-        chatbot = gr.Chatbot(
-            label="Conversation", show_label=False, elem_id="chat", height="58vh", min_height=300, buttons=["copy", "copy_all"],
-            placeholder="**Add an image and ask about it**, or start with an example:",
-            examples=[{"text": text, "files": [str(ASSETS / name)]} for name, text in EXAMPLES])
-        message = gr.Markdown("", elem_id="message")
-        with gr.Row(elem_id="composer", equal_height=False):
-            image = _unopened(gr.Image(label="Image", type="filepath", image_mode=None, height=170,
-                                       sources=["upload", "webcam", "clipboard"], elem_id="image", buttons=[],
-                                       scale=1, min_width=200))
-            with gr.Column(scale=3, min_width=260):
-                prompt = gr.Textbox(label="Your question", lines=1, max_lines=8, elem_id="prompt",
-                                    placeholder="Ask about the image: Enter sends, Shift+Enter adds a line")
-                with gr.Row():
-                    send = gr.Button(value="Send", variant="primary", elem_id="send")
-                    stop = gr.Button(value="Stop answering", variant="stop", visible=False, elem_id="stop")
-                    new_chat = gr.Button(value="New chat", elem_id="new-chat")
-                with gr.Accordion(label="Image from a URL", open=False):
-                    with gr.Row(equal_height=True):
-                        url = gr.Textbox(label="Image URL", placeholder="https://…", max_lines=1, scale=4,
-                                         elem_id="image-url")
-                        load_url = gr.Button(value="Load image from URL", scale=1, min_width=120,
-                                             elem_id="load-url")
+        with gr.Tabs() as tabs:
+            with gr.Tab(label="Chat", id="chat"):
+                chatbot = gr.Chatbot(
+                    label="Conversation", show_label=False, elem_id="chat", height="58vh", min_height=300,
+                    buttons=["copy", "copy_all"],
+                    placeholder="**Add an image and ask about it**, or start with an example:",
+                    examples=[{"text": text, "files": [str(ASSETS / name)]} for name, text in EXAMPLES])
+                message = gr.Markdown("", elem_id="message")
+                with gr.Row(elem_id="composer", equal_height=False):
+                    image = _unopened(gr.Image(label="Image", type="filepath", image_mode=None, height=170,
+                                               sources=["upload", "webcam", "clipboard"], elem_id="image",
+                                               buttons=[], scale=1, min_width=200))
+                    with gr.Column(scale=3, min_width=260):
+                        picker = gr.Dropdown(label="Model", choices=MODELS, value=schema.MODEL,
+                                             allow_custom_value=True, info=MODEL_INFO, elem_id="model")
+                        prompt = gr.Textbox(label="Your question", lines=1, max_lines=8, elem_id="prompt",
+                                            placeholder="Ask about the image: Enter sends, Shift+Enter adds a line")
+                        with gr.Row():
+                            send = gr.Button(value="Send", variant="primary", elem_id="send")
+                            stop = gr.Button(value="Stop answering", variant="stop", visible=False, elem_id="stop")
+                            new_chat = gr.Button(value="New chat", elem_id="new-chat")
+                            export_chat = gr.Button(value="Export conversation", elem_id="export-chat")
+                        chat_files = gr.File(label="Conversation (HTML and JSON)", visible=False, interactive=False,
+                                             elem_id="chat-files")
+                        with gr.Accordion(label="Image from a URL", open=False):
+                            with gr.Row(equal_height=True):
+                                url = gr.Textbox(label="Image URL", placeholder="https://…", max_lines=1, scale=4,
+                                                 elem_id="image-url")
+                                load_url = gr.Button(value="Load image from URL", scale=1, min_width=120,
+                                                     elem_id="load-url")
+            with gr.Tab(label="Compare", id="compare"):
+                with gr.Row(equal_height=False):
+                    compare_image = _unopened(gr.Image(label="Image to compare on", type="filepath",
+                                                       image_mode=None, height=170, buttons=[],
+                                                       sources=["upload", "webcam", "clipboard"],
+                                                       elem_id="compare-image", scale=1, min_width=200))
+                    with gr.Column(scale=3, min_width=260):
+                        compare_prompt = gr.Textbox(label="Question for every contender", lines=1, max_lines=8,
+                                                    elem_id="compare-prompt")
+                        count = gr.Radio(label="Contenders", choices=[2, 3, 4], value=2, elem_id="contenders")
+                        with gr.Row():
+                            compare = gr.Button(value="Compare", variant="primary", elem_id="compare")
+                            compare_stop = gr.Button(value="Stop comparing", variant="stop", visible=False,
+                                                     elem_id="compare-stop")
+                            export_compare = gr.Button(value="Export comparison", elem_id="export-compare")
+                        compare_files = gr.File(label="Comparison (HTML and JSON)", visible=False, interactive=False,
+                                                elem_id="compare-files")
+                compare_message = gr.Markdown("", elem_id="compare-message")
+                contenders, columns, panes, better, carry_on = [], [], [], [], []
+                with gr.Row(equal_height=False):
+                    for index in range(MAX_CONTENDERS):
+                        number = index + 1
+                        with gr.Column(visible=index < 2, min_width=240) as column:
+                            contenders += [
+                                gr.Dropdown(label=f"Contender {number}: model", choices=MODELS,
+                                            value=CONTENDERS[index], allow_custom_value=True,
+                                            elem_id=f"contender-model-{number}"),
+                                gr.Textbox(label=f"Contender {number}: parameters (JSON)", max_lines=4,
+                                           placeholder='{"temperature": 0.5}',
+                                           elem_id=f"contender-params-{number}")]
+                            panes += [gr.Markdown("", elem_id=f"pane-status-{number}"),
+                                      gr.Markdown("", elem_id=f"pane-answer-{number}")]
+                            better.append(gr.Button(value=f"Answer {number} is better", visible=False, size="sm"))
+                            carry_on.append(gr.Button(value=f"Continue answer {number} in chat", visible=False,
+                                                      size="sm"))
+                        columns.append(column)
         with gr.Sidebar(label="Settings and history", open=False, position="right", elem_id="settings") as sidebar:
             gr.Markdown("### Answer settings")
-            controls = [_control(field) for field in schema.PARAMETERS]
+            # Built from the picked model's schema; MiniGPT-4's to start with.
+            controls = model_controls.build(schema.SPEC)
             reset = gr.Button(value="Reset answer settings to the model's defaults", size="sm")
             with gr.Accordion(label="Your Replicate token", open=False):
                 visitor_token = gr.Textbox(
@@ -165,6 +199,8 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                                        label="Your account's latest predictions")
         question = gr.State("")
         records = gr.State([])
+        spec = gr.State(schema.SPEC)  # the picked model's inputs
+        comparison = gr.State(None)  # the last finished comparison: votes, continue, export
         # The API's own inputs carry no bounds, so out-of-range values reach schema validation
         # and get its messages, which name the parameter and the limit.
         api_params = [gr.Number(value=field.default, visible=False) for field in schema.PARAMETERS]
@@ -175,11 +211,11 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         # chat's own status block says what is happening, and Stop is a flag, not a cancellation.
         quiet = dict(api_visibility="private", show_progress="hidden")
         sent = dict(outputs=[chatbot, prompt, question, message, send, stop, new_chat], queue=False, **quiet)
-        respond = dict(fn=studio.respond, inputs=[image, question, chatbot, records, visitor_token, *controls],
+        respond = dict(fn=studio.respond, inputs=[image, question, chatbot, records, visitor_token, spec, *controls],
                        outputs=[chatbot, records, history, request_json, request_curl, request_python, send, stop,
                                 new_chat],
                        concurrency_limit=CONCURRENCY_LIMIT, **quiet)
-        ask = dict(fn=studio.send, inputs=[image, prompt, chatbot, *controls], **sent)
+        ask = dict(fn=studio.send, inputs=[image, prompt, chatbot, spec, *controls], **sent)
         # "multiple": a question sent while an answer runs reaches `send`, which says so.
         send.click(trigger_mode="multiple", **ask).success(**respond)
         prompt.submit(trigger_mode="multiple", **ask).success(**respond)
@@ -187,8 +223,11 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
             **respond)
         chatbot.retry(studio.retry, inputs=chatbot, **sent).success(**respond)
         stop.click(studio.stop, outputs=message, queue=False, **quiet)
+        picker.change(studio.pick_model, inputs=[picker, spec], outputs=[spec, picker, message, *controls], **quiet)
+        export_chat.click(studio.export_conversation, inputs=[chatbot, records], outputs=[chat_files, message],
+                          **quiet)
         open_settings.click(lambda: gr.Sidebar(open=True), outputs=sidebar, queue=False, **quiet)
-        reset.click(lambda: [field.default for field in schema.PARAMETERS], outputs=controls, queue=False, **quiet)
+        reset.click(studio.reset, inputs=spec, outputs=controls, queue=False, **quiet)
         chatbot.undo(studio.undo, inputs=chatbot, outputs=[chatbot, prompt, message], queue=False, **quiet)
         chatbot.like(studio.like, inputs=[chatbot, records], outputs=records, queue=False, **quiet)
         new_chat.click(studio.clear, outputs=[image, url, prompt, chatbot, message], queue=False, **quiet)
@@ -201,10 +240,31 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                        **quiet)
         account_button.click(studio.account_predictions, inputs=visitor_token,
                              outputs=[account, history_message], **quiet)
+
+        # Compare: one streaming event runs every contender; Stop is the same session flag as the chat's.
+        count.change(comparer.show_contenders, inputs=count, outputs=columns, queue=False, **quiet)
+        start = dict(fn=comparer.start, inputs=[compare_image, compare_prompt, count, *contenders],
+                     outputs=[compare_message, compare, compare_stop], queue=False, **quiet)
+        run = dict(fn=comparer.run, inputs=[compare_image, compare_prompt, count, visitor_token, records, *contenders],
+                   outputs=[comparison, records, history, compare_message, compare, compare_stop,
+                            *(part for index in range(MAX_CONTENDERS)
+                              for part in (*panes[2 * index: 2 * index + 2], better[index], carry_on[index]))],
+                   concurrency_limit=CONCURRENCY_LIMIT, **quiet)
+        compare.click(**start).success(**run)
+        compare_prompt.submit(**start).success(**run)
+        compare_stop.click(studio.stop, outputs=compare_message, queue=False, **quiet)
+        for index in range(MAX_CONTENDERS):
+            better[index].click(functools.partial(comparer.mark_better, index), inputs=comparison,
+                                outputs=[comparison, *better], queue=False, **quiet)
+            carry_on[index].click(functools.partial(comparer.continue_in_chat, index), inputs=comparison,
+                                  outputs=[tabs, chatbot, image, picker, spec, compare_message, *controls],
+                                  queue=False, **quiet)
+        export_compare.click(comparer.export, inputs=comparison, outputs=[compare_files, compare_message], **quiet)
+
         api_trigger.click(studio.ask, inputs=[image, prompt, *api_params], outputs=answer, api_name="ask",
                           concurrency_limit=CONCURRENCY_LIMIT)
         # Any image + prompt model: its name and its other inputs (a JSON object) as text.
-        asker = ModelAsker(backend.client, slot=studio.api_slot)
+        asker = ModelAsker(backend.client, slot=studio.api_slot, resolver=studio.resolver)
         api_model, api_parameters = gr.Textbox(visible=False), gr.Textbox(visible=False)
         gr.Button(visible=False).click(asker.ask_model, inputs=[image, prompt, api_model, api_parameters],
                                        outputs=answer, api_name="ask_model",

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from . import images, schema
+from .model_schema import ModelSpec
 
 
 def _bound(value: float) -> str:
     return f"{value:g}"
 
 
-def problem(item: schema.Problem) -> str:
+def problem(item: schema.Problem, spec: ModelSpec = schema.SPEC) -> str:
     """One problem as a sentence naming the control, e.g. "Max length must be at least 1"."""
-    field = schema.BY_NAME.get(item.field)
+    field = next((f for f in spec.fields if f.name == item.field), None)
     label = field.label if field else (item.field or "The input").capitalize()
     if item.type == "number_gte" and field is not None and field.minimum is not None:
         return f"{label} must be at least {_bound(field.minimum)}"
@@ -26,17 +27,17 @@ def problem(item: schema.Problem) -> str:
         return f"{label} must be a whole number"
     if item.type == "invalid_type" and field is not None and field.type is not str:
         return f"{label} must be a number"
-    if item.field == "image" and item.type == "required":
+    if item.field == spec.image and item.type == "required":
         return "Add an image first (upload, paste, webcam or an image URL)"
-    if item.field == "prompt" and item.type == "required":
+    if item.field == spec.question and item.type == "required":
         return "Type a question first"
     return f"{label}: {item.description}"
 
 
-def input_problem(exc: Exception) -> str:
-    """A schema or image problem as one message; every problem is listed."""
+def input_problem(exc: Exception, spec: ModelSpec = schema.SPEC) -> str:
+    """A schema or image problem as one message, in `spec`'s labels; every problem is listed."""
     if isinstance(exc, schema.InputError):
-        return ". ".join(problem(p) for p in exc.problems) + "."
+        return ". ".join(problem(p, spec) for p in exc.problems) + "."
     if isinstance(exc, images.ImageError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"

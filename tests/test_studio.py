@@ -15,7 +15,7 @@ import gradio as gr
 import pytest
 import requests
 
-from minigpt4_ui import chat, chat_messages as cm, schema
+from minigpt4_ui import chat, chat_messages as cm, model_controls, schema
 from minigpt4_ui.backend import Backend
 from minigpt4_ui.replicate_api import Client
 from minigpt4_ui.settings import DEFAULT_VERSION, Settings
@@ -39,10 +39,15 @@ def through_the_browser(history: list[dict]) -> list[dict]:
     return chatbot.preprocess(chatbot.postprocess(history))
 
 
+def controls(**params) -> list:
+    """The picked model (MiniGPT-4) and its settings, as the page hands them to Send and the answer."""
+    return [schema.SPEC, *model_controls.pool_values(schema.SPEC, {**schema.defaults(), **params})]
+
+
 def ask(studio: Studio, image: str, question: str, history=(), *, records=(), token="", request=None,
         **params) -> list[Answer]:
     """Send, then the answer stream, as the page chains them."""
-    values = list({**schema.defaults(), **params}.values())
+    values = controls(**params)
     sent = studio.send(request, image, question, list(history), *values)
     assert sent.message == "", sent.message
     stream = studio.respond(request, image, sent.question, through_the_browser(sent.chat), list(records),
@@ -97,7 +102,7 @@ HISTORY = through_the_browser([
 
 def test_send_puts_the_question_with_its_image_in_the_chat_and_clears_the_box(photo):
     studio = Studio(backend=None, settings=Settings())
-    sent = studio.send(None, photo, "What is it?", [], *schema.defaults().values())
+    sent = studio.send(None, photo, "What is it?", [], *controls())
     assert isinstance(sent, Sent)
     assert sent.chat == [cm.question("What is it?", photo)]
     assert (sent.prompt, sent.question, sent.message) == ("", "What is it?", "")
@@ -110,7 +115,7 @@ def test_a_follow_up_about_the_same_picture_carries_no_image(photo, tmp_path):
     same = tmp_path / "same-again.png"
     same.write_bytes(open(photo, "rb").read())
     history = through_the_browser([cm.question("What is it?", photo), cm.answer("A photo.")])
-    sent = studio.send(None, str(same), "Is it big?", history, *schema.defaults().values())
+    sent = studio.send(None, str(same), "Is it big?", history, *controls())
     assert sent.chat[-1] == cm.question("Is it big?") and len(sent.chat) == 3
 
 
@@ -120,44 +125,43 @@ def test_a_new_image_gets_a_note_and_is_shown_with_its_question(photo, other_pho
     history = through_the_browser([cm.question("What is it?", photo), cm.answer("A photo.")])
     # The conversation so far stays; the next question starts a new topic.
     assert studio.new_image(other_photo, history).startswith("New image: your next question starts a new topic")
-    sent = studio.send(None, other_photo, "And this?", history, *schema.defaults().values())
+    sent = studio.send(None, other_photo, "And this?", history, *controls())
     assert sent.chat[:2] == history
     assert sent.chat[2:] == [cm.note("New image"), cm.question("And this?", other_photo)]
 
 
 def test_send_refuses_bad_input_in_words_and_keeps_everything_typed(photo):
     studio = Studio(backend=None, settings=Settings())
-    sent = studio.send(None, None, "hi", HISTORY, 4000, 3000, 3, 1.0, 9.0, 0.9)
+    sent = studio.send(None, None, "hi", HISTORY, *controls(temperature=9.0))
     assert sent.message == ("Add an image first (upload, paste, webcam or an image URL). "
                             "Temperature must be at most 2.")
     # The chat and the question box are left as they are; the answer step is told to do nothing.
     assert (sent.chat, sent.prompt, sent.send, sent.stop, sent.new_chat) == (SKIP,) * 5
     assert sent.question == ""
     assert studio.slots.current("anonymous") is None
-    assert list(studio.respond(None, photo, sent.question, HISTORY, [], "", *schema.defaults().values())) \
+    assert list(studio.respond(None, photo, sent.question, HISTORY, [], "", *controls())) \
         == [Answer(*(SKIP,) * len(Answer._fields))]
 
 
 def test_send_names_a_blank_control(photo):
     studio = Studio(backend=None, settings=Settings())
-    values = {**schema.defaults(), "max_new_tokens": None}
-    message = studio.send(None, photo, "hi", [], *values.values()).message
+    message = studio.send(None, photo, "hi", [], *controls(max_new_tokens=None)).message
     assert message == "Max new tokens is empty: enter a number."
 
 
 def test_a_second_question_while_answering_is_refused_and_stays_in_the_box(photo):
     studio = Studio(backend=None, settings=Settings())
     me, someone_else = visitor("tab-1"), visitor("tab-2")
-    first = studio.send(me, photo, "First?", [], *schema.defaults().values())
-    second = studio.send(me, photo, "Second?", first.chat, *schema.defaults().values())
+    first = studio.send(me, photo, "First?", [], *controls())
+    second = studio.send(me, photo, "Second?", first.chat, *controls())
     assert second.message == BUSY and second.prompt == SKIP and second.chat == SKIP and second.question == ""
     held = studio.slots.current("tab-1")
     # The refused question's answer step does nothing, and leaves the running answer's slot alone.
-    assert list(studio.respond(me, photo, second.question, first.chat, [], "", *schema.defaults().values())) \
+    assert list(studio.respond(me, photo, second.question, first.chat, [], "", *controls())) \
         == [Answer(*(SKIP,) * len(Answer._fields))]
     assert studio.slots.current("tab-1") is held
     # Another tab is not held up.
-    assert studio.send(someone_else, photo, "Mine?", [], *schema.defaults().values()).message == ""
+    assert studio.send(someone_else, photo, "Mine?", [], *controls()).message == ""
 
 
 def test_gradio_hands_each_handler_the_visitors_session(photo, tmp_path):
@@ -166,7 +170,7 @@ def test_gradio_hands_each_handler_the_visitors_session(photo, tmp_path):
 
     studio = Studio(backend=None, settings=Settings())
     tab = gr.Request(session_hash="tab-9")
-    values = list(schema.defaults().values())
+    values = controls()
     args = special_args(studio.send, [photo, "Mine?", [], *values], request=tab)[0]  # as ui.py wires Send
     assert studio.send(*args).message == ""
     assert studio.slots.current("tab-9") is not None and studio.slots.current("anonymous") is None
@@ -293,7 +297,7 @@ def test_status_title_says_what_the_backend_says(progress, expected):
 def test_stop_cancels_the_prediction_and_keeps_the_partial_answer(slow_server, photo):
     studio = studio_on(slow_server)
     me = visitor()
-    values = list(schema.defaults().values())
+    values = controls()
     assert studio.stop(me) == ""  # nothing to stop yet
     sent = studio.send(me, photo, "Stop me", [], *values)
     answers = []
@@ -316,7 +320,7 @@ def test_stop_cancels_the_prediction_and_keeps_the_partial_answer(slow_server, p
 def test_stop_before_the_answer_starts_creates_no_prediction(server, photo):
     studio = studio_on(server)
     before = len(created(server))
-    values = list(schema.defaults().values())
+    values = controls()
     sent = studio.send(None, photo, "Never mind", [], *values)
     assert studio.stop(None) == "Stopping…"
     stream = studio.respond(None, photo, sent.question, through_the_browser(sent.chat), [], "", *values)
@@ -343,7 +347,7 @@ def test_retry_gets_a_fresh_answer(server, photo):
     first = ask(studio, photo, "Once more?")[-1]
     sent = studio.retry(first.chat)
     assert sent.chat == first.chat[:1]
-    values = list(schema.defaults().values())
+    values = controls()
     last = list(studio.respond(None, photo, sent.question, sent.chat, first.records, "", *values))[-1]
     assert len(last.records) == 2 and last.records[0].id != last.records[1].id
     assert last.chat[-1]["content"] == server_prediction(server, last.records[1].id)["output"]
@@ -418,11 +422,11 @@ def test_new_chat_empties_the_composer_and_the_chat():
 def test_a_cleared_number_field_is_named_not_a_crash(photo):
     """Clearing *Max length* sends None; it used to reach int(None), also on the Retry path."""
     studio = Studio(backend=None, settings=Settings())
-    sent = studio.send(None, photo, "hi", [], None, 3000, 3, 1.0, 1.0, 0.9)
+    sent = studio.send(None, photo, "hi", [], *controls(max_length=None))
     assert sent.message == "Max length is empty: enter a number." and sent.question == ""
     history = through_the_browser([cm.question("hi", photo)])
     studio.slots.take("anonymous")  # as Retry does
-    last = list(studio.respond(None, photo, "hi", history, [], "", None, 3000, 3, 1.0, 1.0, 0.9))[-1]
+    last = list(studio.respond(None, photo, "hi", history, [], "", *controls(max_length=None)))[-1]
     assert last.chat[-1]["metadata"]["title"] == "Max length is empty: enter a number."
 
 
@@ -431,8 +435,7 @@ def test_a_cleared_number_field_is_named_not_a_crash(photo):
     ("max_new_tokens", 4097, "Max new tokens must be at most 4,096."),
 ])
 def test_the_app_caps_the_token_counts(photo, field, value, message):
-    values = {**chat.check_params({}), field: value}
-    sent = Studio(backend=None, settings=Settings()).send(None, photo, "hi", [], *values.values())
+    sent = Studio(backend=None, settings=Settings()).send(None, photo, "hi", [], *controls(**{field: value}))
     assert sent.message == message
 
 

@@ -40,12 +40,18 @@ def server() -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="session")
 def app(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    """`python app.py` using that server; loopback image URLs allowed so a local server can serve one."""
+    """`python app.py` using that server; loopback image URLs allowed so a local server can serve one.
+
+    Its own Gradio cache: uploads are cached by content hash under one shared folder otherwise, and
+    another app on this machine that stops deletes its cache, with this run's uploads in it. No
+    hourly allowance: every test is the same visitor of this one app, and together they ask more
+    than 30 questions (the allowance has its own tests).
+    """
+    folder = tmp_path_factory.mktemp("e2e-app")
     running = RunningApp({"REPLICATE_BASE_URL": server.url, "REPLICATE_API_TOKEN": TOKEN,
-                          "MINIGPT4_ALLOW_PRIVATE_URLS": "1",
-                          # The session asks far more than a visitor's hourly allowance on the host's token.
-                          "MINIGPT4_VISITOR_LIMIT_PER_HOUR": "0", "NO_PROXY": "127.0.0.1,localhost"},
-                         tmp_path_factory.mktemp("e2e-app") / "app.log")
+                          "MINIGPT4_ALLOW_PRIVATE_URLS": "1", "NO_PROXY": "127.0.0.1,localhost",
+                          "GRADIO_TEMP_DIR": str(folder / "gradio"), "MINIGPT4_VISITOR_LIMIT_PER_HOUR": "0"},
+                         folder / "app.log")
     yield running
     running.close()
 

@@ -3,6 +3,8 @@
 Starts `python app.py` on its embedded demo backend (no token). screenshot.png: a laptop
 (1366×900) after asking about assets/coffee.jpg and waiting for the whole answer.
 screenshot-phone.png: the first screen on a phone (390×844), examples in the empty chat.
+screenshot-models.png: yorickvp/llava-13b picked, its settings (built from its schema) open.
+screenshot-compare.png: the Compare view after MiniGPT-4 and llava-13b answered the same question.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def take(out: Path) -> Path:
                     expect(page.locator(".thought-group .title.expanded")).to_have_count(0, timeout=30_000)
                     _settle(page)
                     page.screenshot(path=out / "screenshot.png")
+                    _models(browser.new_page(viewport=LAPTOP), app.url, out / "screenshot-models.png")
+                    _compare(browser.new_page(viewport=LAPTOP), app.url, out / "screenshot-compare.png")
                 finally:
                     browser.close()
         finally:
@@ -58,10 +62,42 @@ def take(out: Path) -> Path:
     return out
 
 
+def _models(page, url: str, path: Path) -> None:
+    """llava-13b picked in the chat, with its settings open beside the image."""
+    page.goto(url)
+    page.locator("#image input[type=file]").set_input_files(IMAGE)
+    expect(page.locator("#image img")).to_be_visible(timeout=30_000)
+    picker = page.locator("#model input")
+    picker.click()
+    page.get_by_role("option", name="yorickvp/llava-13b", exact=True).click()
+    page.get_by_role("button", name="Settings and history").click()
+    expect(page.get_by_role("spinbutton", name="number input for Top P")).to_be_visible(timeout=30_000)
+    _settle(page)
+    page.screenshot(path=path)
+
+
+def _compare(page, url: str, path: Path) -> None:
+    """MiniGPT-4 and llava-13b side by side, both answers finished, the second marked better."""
+    page.goto(url)
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-image input[type=file]").set_input_files(IMAGE)
+    expect(page.locator("#compare-image img")).to_be_visible(timeout=30_000)
+    page.locator("#compare-prompt textarea").fill("Describe this photo in one sentence.")
+    page.get_by_role("button", name="Compare", exact=True).click()
+    for number in (1, 2):
+        expect(page.locator(f"#pane-status-{number}")).to_contain_text("Done in", timeout=60_000)
+    page.get_by_role("button", name="Answer 2 is better").click()
+    expect(page.get_by_role("button", name="Marked better")).to_be_visible(timeout=30_000)
+    _settle(page)
+    page.screenshot(path=path)
+
+
 def _settle(page) -> None:
     """Fonts loaded, no animation running, no hover effect: the page as a person sees it."""
-    page.wait_for_function("document.fonts.status === 'loaded' && document.getAnimations().length === 0",
-                           timeout=30_000)
+    # Finished animations that fill forwards (the selected tab's underline) stay listed, so only
+    # running ones are waited for.
+    page.wait_for_function("document.fonts.status === 'loaded' && "
+                           "document.getAnimations().every(a => a.playState !== 'running')", timeout=30_000)
     page.mouse.move(0, 0)
 
 

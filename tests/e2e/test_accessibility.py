@@ -12,8 +12,10 @@ from .ui import ANSWER_DONE, open_settings, prompt_box, status_titles, upload
 COFFEE = Path(__file__).resolve().parents[2] / "assets" / "coffee.jpg"
 # Every element with its own text whose contrast with its background is below WCAG AA (4.5:1).
 LOW_CONTRAST = (Path(__file__).parent / "contrast.js").read_text()
+# Buttons a person can reach: shown, and not inside an aria-hidden copy (Gradio's tabs keep one,
+# out of the keyboard's reach, to measure the tab bar).
 BUTTON_NAMES = """() => [...document.querySelectorAll('button, [role=button]')]
-    .filter(b => b.offsetParent)
+    .filter(b => b.offsetParent && !b.closest('[aria-hidden=true]'))
     .map(b => (b.getAttribute('aria-label') || b.innerText || b.title || '').trim())"""
 # Pictographs and emoji: where no emoji font is installed they show as empty boxes.
 EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF]")

@@ -76,7 +76,7 @@ def test_stop_keeps_the_partial_answer_and_cancels_the_prediction(page: Page, se
 
 def test_text_typed_while_an_answer_streams_is_kept_and_a_second_question_waits(page: Page, server):
     upload(page, COFFEE)
-    ask(page, "What is in this picture?")  # an open question gets the longest answer
+    ask(page, "What is in this picture?")  # a long answer (a short one can end before Enter)
     wait_for_answer_text(page, longer_than=0)
     box = prompt_box(page)
     box.click()
