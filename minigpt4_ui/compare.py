@@ -22,6 +22,7 @@ from . import answer_text, chat, chat_messages, export, images, model_controls, 
 from .ask_model import parse_parameters
 from .conversation import model_inputs
 from .guard import LimitError
+from .backend import normalise_token
 from .model_refs import ModelRefError, UnknownModel
 from .model_schema import InputError, ModelSpec, UnmappableSchema
 from .replicate_api import Client, ReplicateError
@@ -255,7 +256,7 @@ def _record(comparison: Comparison, index: int, visitor_token: str) -> Record:
     entry = _entry(comparison, index)
     progress = comparison.panes[index].progress
     return Record(time=time.strftime("%H:%M:%S"), prompt=comparison.question[:80],
-                  own_token=bool(visitor_token and visitor_token.strip()), status=entry.status,
+                  own_token=normalise_token(visitor_token) is not None, status=entry.status,
                   seconds=round(progress.elapsed, 1) if progress else 0.0, id=entry.prediction_id or "",
                   question=comparison.question, model=entry.model, version=entry.version, inputs=entry.inputs,
                   answer=entry.answer, predict_time=entry.predict_time)
