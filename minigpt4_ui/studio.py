@@ -221,12 +221,15 @@ class Studio:
         `*values` would make it one of the values.)
         """
         keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question="")
-        if not (prompt or "").strip():  # some models' question has a default, but a chat needs one
-            return keep._replace(message=_message("Type a question first."))
+        # Some models' question has a default, but a chat needs one; every problem is said at once.
+        no_question = "" if (prompt or "").strip() else wording.NO_QUESTION
         try:
             chat.build_model_input(spec, image, {spec.question: prompt, **model_controls.params(spec, values)})
         except (schema.InputError, images.ImageError) as exc:
-            return keep._replace(message=_message(wording.input_problem(exc, spec)))
+            said = wording.input_problem(exc, spec)
+            return keep._replace(message=_message(said if no_question in said else f"{no_question}. {said}"))
+        if no_question:
+            return keep._replace(message=_message(f"{no_question}."))
         if self.slots.take(_session(request)) is None:
             return keep._replace(message=_message(BUSY))
         history = list(history)

@@ -116,12 +116,14 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                     examples=[{"text": text, "files": [str(ASSETS / name)]} for name, text in EXAMPLES])
                 message = gr.Markdown("", elem_id="message")
                 with gr.Row(elem_id="composer", equal_height=False):
-                    image = _unopened(gr.Image(label="Image", type="filepath", image_mode=None, height=170,
-                                               sources=["upload", "webcam", "clipboard"], elem_id="image",
-                                               buttons=[], scale=1, min_width=200))
-                    with gr.Column(scale=3, min_width=260):
+                    # The picker under the image keeps the question box right under the answer.
+                    with gr.Column(scale=1, min_width=200):
+                        image = _unopened(gr.Image(label="Image", type="filepath", image_mode=None, height=170,
+                                                   sources=["upload", "webcam", "clipboard"], elem_id="image",
+                                                   buttons=[]))
                         picker = gr.Dropdown(label="Model", choices=MODELS, value=schema.MODEL,
                                              allow_custom_value=True, info=MODEL_INFO, elem_id="model")
+                    with gr.Column(scale=3, min_width=260):
                         prompt = gr.Textbox(label="Your question", lines=1, max_lines=8, elem_id="prompt",
                                             placeholder="Ask about the image: Enter sends, Shift+Enter adds a line")
                         with gr.Row():

@@ -5,6 +5,8 @@ from __future__ import annotations
 from . import images, schema
 from .model_schema import ModelSpec
 
+NO_QUESTION = "Type a question first"
+
 
 def _bound(value: float) -> str:
     return f"{value:g}"
@@ -30,7 +32,7 @@ def problem(item: schema.Problem, spec: ModelSpec = schema.SPEC) -> str:
     if item.field == spec.image and item.type == "required":
         return "Add an image first (upload, paste, webcam or an image URL)"
     if item.field == spec.question and item.type == "required":
-        return "Type a question first"
+        return NO_QUESTION
     return f"{label}: {item.description}"
 
 

@@ -34,6 +34,7 @@ from minigpt4_ui.settings import Settings
 from minigpt4_ui.studio import Studio
 
 from .apprunner import RunningApp
+from .handler_inputs import controls
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 
@@ -246,7 +247,7 @@ def test_bad_image_leaves_the_chat_and_prompt_in_place(corpus_dir, name, filenam
     studio = Studio(backend=None, settings=Settings())
     history = [{"role": "user", "content": "earlier question"}, {"role": "assistant", "content": "an answer"}]
     kept = copy.deepcopy(history)
-    sent = studio.send(None, str(corpus_dir / filename), "Describe it", history, *schema.defaults().values())
+    sent = studio.send(None, str(corpus_dir / filename), "Describe it", history, *controls())
     assert expected in sent.message
     assert (sent.chat, sent.prompt, sent.send, sent.stop, sent.new_chat) == (gr.skip(),) * 5
     assert sent.question == ""  # the answer step is told there is nothing to answer
@@ -362,8 +363,7 @@ def test_every_bad_parameter_is_reported_at_once(client, photo):
 def test_send_names_every_bad_control_in_the_chat_flow(photo):
     """The same sentences reach the message line under the chat, with a blank control named too."""
     studio = Studio(backend=None, settings=Settings())
-    values = {**schema.defaults(), "max_length": 0, "max_new_tokens": None, "num_beams": 11, "top_p": 2}
-    sent = studio.send(None, photo, " ", [], *values.values())
+    sent = studio.send(None, photo, " ", [], *controls(max_length=0, max_new_tokens=None, num_beams=11, top_p=2))
     assert sent.message == ("Max new tokens is empty: enter a number. Type a question first. "
                             "Max length must be at least 1. Beams must be at most 10. Top p must be at most 1.")
 

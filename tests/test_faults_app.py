@@ -34,6 +34,7 @@ from minigpt4_ui.studio import Studio
 from .apprunner import RunningApp
 from .fault_proxy import FaultProxy, wait_for
 from .fault_server import problem, reply
+from .handler_inputs import controls
 
 TOKEN = "r8_fault_test_token_0123456789"
 HTML = "<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>"
@@ -337,7 +338,7 @@ def test_create_error_in_the_chat_is_said_in_the_chat(proxy, server, photo):
 
 def _chat_answer(studio: Studio, photo: str, question: str, request=None):
     """Send, then the answer stream, as the page chains them."""
-    values = list(schema.defaults().values())
+    values = controls()
     sent = studio.send(request, photo, question, [], *values)
     assert sent.message == "", sent.message
     chatbot = gr.Chatbot()

@@ -17,7 +17,6 @@ from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 from PIL import Image, ImageDraw
 
-from minigpt4_ui import schema
 from minigpt4_ui.backend import Backend
 from minigpt4_ui.replicate_api import Client as ApiClient
 from minigpt4_ui.server import start_background
@@ -26,6 +25,7 @@ from minigpt4_ui.studio import Studio
 
 from .apprunner import RunningApp
 from .fault_proxy import wait_for
+from .handler_inputs import controls
 
 SESSIONS = 24
 ENDING = "Ask MiniGPT-4 itself for that."
@@ -87,7 +87,7 @@ def test_chat_sessions_each_get_their_own_answer_and_their_own_stop(img_dir):
     with start_background(token=TOKEN, tokens_per_second=20) as server:
         client = ApiClient(token=TOKEN, base_url=server.url, version=DEFAULT_VERSION, poll_interval=0.05)
         studio = Studio(Backend(client=client, embedded=False, notice=""), Settings(visitor_limit_per_hour=0))
-        values = list(schema.defaults().values())
+        values = controls()
         start = threading.Barrier(tabs)
         stopper = 3  # this tab presses Stop once its answer has begun
 

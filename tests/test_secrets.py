@@ -32,6 +32,7 @@ from minigpt4_ui.sse import iter_events
 from minigpt4_ui.studio import Studio
 
 from .apprunner import ROOT, RunningApp, free_port
+from .handler_inputs import controls
 
 TOKEN = "r8_HOST_SECRET_" + secrets.token_hex(20)
 WRONG = "r8_WRONG_SECRET_" + secrets.token_hex(20)
@@ -206,7 +207,7 @@ def test_the_token_appears_in_no_response_and_no_log(app, rejected_app, server, 
 
 def chat_answer(studio: Studio, photo: Path, question: str, visitor_token: str = "") -> list:
     """Send, then the answer stream, as the page chains them; every update as the page saw it."""
-    values = list(schema.defaults().values())
+    values = controls()
     sent = studio.send(None, str(photo), question, [], *values)
     assert sent.message == "", sent.message
     stream = studio.respond(None, str(photo), sent.question, sent.chat, [], visitor_token, *values)
@@ -217,7 +218,7 @@ def test_the_chat_handlers_never_output_the_token(server, photo):
     """What the UI shows (chat, status, the request as JSON/curl/Python, history, a prediction)."""
     client = ApiClient(token=TOKEN, base_url=server.url, version=DEFAULT_VERSION, poll_interval=0.05)
     studio = Studio(Backend(client=client, embedded=False, notice=""), Settings())
-    values = list(schema.defaults().values())
+    values = controls()
     sent = studio.send(None, str(photo), "Any secrets?", [], *values)
     outputs = list(studio.respond(None, str(photo), sent.question, sent.chat, [], "", *values))
     shown_updates = [repr(update) for update in outputs]

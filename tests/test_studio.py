@@ -15,7 +15,7 @@ import gradio as gr
 import pytest
 import requests
 
-from minigpt4_ui import chat, chat_messages as cm, model_controls, schema
+from minigpt4_ui import chat, chat_messages as cm
 from minigpt4_ui.backend import Backend
 from minigpt4_ui.replicate_api import Client
 from minigpt4_ui.settings import DEFAULT_VERSION, Settings
@@ -23,6 +23,7 @@ from minigpt4_ui.studio import BUSY, Answer, Record, Sent, Studio, history_table
 
 from .apprunner import free_port
 from .conftest import SERVER_TOKEN, png_bytes
+from .handler_inputs import controls
 
 SKIP = gr.skip()
 SHOWN, HIDDEN = gr.update(visible=True), gr.update(visible=False)
@@ -37,11 +38,6 @@ def through_the_browser(history: list[dict]) -> list[dict]:
     """The chat as the page sends it back to the next handler (Gradio's normalised messages)."""
     chatbot = gr.Chatbot()
     return chatbot.preprocess(chatbot.postprocess(history))
-
-
-def controls(**params) -> list:
-    """The picked model (MiniGPT-4) and its settings, as the page hands them to Send and the answer."""
-    return [schema.SPEC, *model_controls.pool_values(schema.SPEC, {**schema.defaults(), **params})]
 
 
 def ask(studio: Studio, image: str, question: str, history=(), *, records=(), token="", request=None,
