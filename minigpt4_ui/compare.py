@@ -20,13 +20,13 @@ import gradio as gr
 
 from . import answer_text, chat, chat_messages, export, images, model_controls, schema, wording
 from .ask_model import parse_parameters
+from .backend import normalise_token
 from .conversation import model_inputs
 from .guard import LimitError
-from .backend import normalise_token
 from .model_refs import ModelRefError, UnknownModel
 from .model_schema import InputError, ModelSpec, UnmappableSchema
 from .replicate_api import Client, ReplicateError
-from .studio import Record, Studio, history_table, status_details, status_title, target
+from .handlers import Record, Studio, history_table, status_details, status_title, target
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from .ask_model import ModelAsker
 from .backend import Backend
 from .compare import MAX_CONTENDERS, Comparer
 from .settings import Settings
-from .studio import HISTORY_HEADERS, Studio
+from .handlers import HISTORY_HEADERS, Studio
 
 TITLE = "MiniGPT-4 Studio"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -32,7 +32,7 @@ EXAMPLES = [
 MODELS = ["daanelson/minigpt-4", "yorickvp/llava-13b", "yorickvp/llava-v1.6-vicuna-13b",
           "andreasjansson/blip-2", "lucataco/moondream2", "salesforce/blip"]
 CONTENDERS = ["daanelson/minigpt-4", "yorickvp/llava-13b", "andreasjansson/blip-2", "lucataco/moondream2"]
-MODEL_INFO = "A model from the list, or any image + prompt model as owner/name or owner/name:version"
+MODEL_INFO = "From the list, or any image + prompt model as owner/name[:version]"
 
 # Soft's helper text, label tags and selected tab fall below WCAG AA (2.5:1, 3.6:1 and 4.47:1); these
 # reach 4.5:1 or more.
@@ -110,7 +110,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab(label="Chat", id="chat"):
                 chatbot = gr.Chatbot(
-                    label="Conversation", show_label=False, elem_id="chat", height="58vh", min_height=300,
+                    label="Conversation", show_label=False, elem_id="chat", height="55vh", min_height=300,
                     buttons=["copy", "copy_all"],
                     placeholder="**Add an image and ask about it**, or start with an example:",
                     examples=[{"text": text, "files": [str(ASSETS / name)]} for name, text in EXAMPLES])

@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw
 from minigpt4_ui import images, schema
 from minigpt4_ui.server import start_background
 from minigpt4_ui.settings import Settings
-from minigpt4_ui.studio import Studio
+from minigpt4_ui.handlers import Studio
 
 from .apprunner import RunningApp
 from .handler_inputs import controls

@@ -21,7 +21,7 @@ from minigpt4_ui.backend import Backend
 from minigpt4_ui.replicate_api import Client as ApiClient
 from minigpt4_ui.server import start_background
 from minigpt4_ui.settings import DEFAULT_VERSION, Settings
-from minigpt4_ui.studio import Studio
+from minigpt4_ui.handlers import Studio
 
 from .apprunner import RunningApp
 from .fault_proxy import wait_for

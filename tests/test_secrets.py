@@ -29,7 +29,7 @@ from minigpt4_ui.backend import Backend
 from minigpt4_ui.replicate_api import Client as ApiClient
 from minigpt4_ui.settings import DEFAULT_VERSION, Settings
 from minigpt4_ui.sse import iter_events
-from minigpt4_ui.studio import Studio
+from minigpt4_ui.handlers import Studio
 
 from .apprunner import ROOT, RunningApp, free_port
 from .handler_inputs import controls

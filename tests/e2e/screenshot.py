@@ -72,6 +72,7 @@ def _models(page, url: str, path: Path) -> None:
     page.get_by_role("option", name="yorickvp/llava-13b", exact=True).click()
     page.get_by_role("button", name="Settings and history").click()
     expect(page.get_by_role("spinbutton", name="number input for Top P")).to_be_visible(timeout=30_000)
+    page.mouse.wheel(0, 400)  # the picker sits under the image
     _settle(page)
     page.screenshot(path=path)
 

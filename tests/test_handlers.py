@@ -19,7 +19,7 @@ from minigpt4_ui import chat, chat_messages as cm
 from minigpt4_ui.backend import Backend
 from minigpt4_ui.replicate_api import Client
 from minigpt4_ui.settings import DEFAULT_VERSION, Settings
-from minigpt4_ui.studio import BUSY, Answer, Record, Sent, Studio, history_table, status_title
+from minigpt4_ui.handlers import BUSY, Answer, Record, Sent, Studio, history_table, status_title
 
 from .apprunner import free_port
 from .conftest import SERVER_TOKEN, png_bytes
