@@ -1,4 +1,5 @@
-"""The Gradio Blocks app: the layout top to bottom, then the event wiring. Handlers live in `studio`.
+"""The Gradio Blocks app: the layout top to bottom, then the event wiring. Handlers live in
+`handlers` (the chat) and `compare` (the Compare tab).
 
 Chat first: the conversation, with the examples in it while it is empty, then the image and the
 question right under it. Settings, the visitor's token, the request and the history sit in a
@@ -16,8 +17,8 @@ from . import images, model_controls, schema
 from .ask_model import ModelAsker
 from .backend import Backend
 from .compare import MAX_CONTENDERS, Comparer
-from .settings import Settings
 from .handlers import HISTORY_HEADERS, Studio
+from .settings import Settings
 
 TITLE = "MiniGPT-4 Studio"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
