@@ -1,5 +1,5 @@
-"""MiniGPT-4 Studio: `python app.py [--local-model PATH_OR_ID | --cog URL]` (also the Hugging Face
-Spaces entry point)."""
+"""MiniGPT-4 Studio: `python app.py [--smolvlm ID --precision P --no-download | --local-model PATH_OR_ID |
+--cog URL]` (also the Hugging Face Spaces entry point)."""
 
 import argparse
 import signal
@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from minigpt4_ui import backend, ui
 from minigpt4_ui.server.predictors import PredictionError
+from minigpt4_ui.server.predictors.onnx_engine import PRECISIONS
 from minigpt4_ui.settings import Settings
 
 SESSION_CAPACITY = 2000
@@ -22,6 +23,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--allow-download", action="store_true",
                         help="let --local-model download from the Hugging Face hub "
                              "(also MINIGPT4_ALLOW_DOWNLOAD=1); offline by default")
+    parser.add_argument("--smolvlm", metavar="ID_OR_FOLDER",
+                        help="the SmolVLM whose ONNX files answer by default (also MINIGPT4_SMOLVLM), "
+                             "e.g. HuggingFaceTB/SmolVLM-500M-Instruct; default SmolVLM-256M-Instruct")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="which of its ONNX exports to run (also MINIGPT4_PRECISION; default int8, "
+                             "the fastest on CPU)")
+    parser.add_argument("--no-download", action="store_true",
+                        help="never download the default model: use it only from the Hugging Face "
+                             "cache, else the built-in stand-in answers (also MINIGPT4_DOWNLOADS=0)")
     parser.add_argument("--cog", metavar="URL",
                         help="answer with the model in the Cog container at URL, e.g. MiniGPT-4 on "
                              "this machine's GPU at http://127.0.0.1:5000 (also MINIGPT4_COG_URL)")
@@ -37,6 +47,9 @@ def main() -> None:
     settings = Settings.from_env()
     settings = replace(settings, local_model=args.local_model or settings.local_model,
                        allow_download=args.allow_download or settings.allow_download,
+                       smolvlm=args.smolvlm or settings.smolvlm,
+                       precision=args.precision or settings.precision,
+                       downloads=settings.downloads and not args.no_download,
                        cog_url=args.cog or settings.cog_url,
                        cog_callback_url=args.cog_callback_url or settings.cog_callback_url)
     try:

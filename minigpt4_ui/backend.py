@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from .facts import MODEL_PAGE
+from .facts import MODEL, MODEL_PAGE
 from .replicate_api import Client
 from .settings import DEFAULT_BASE_URL, Settings
 
@@ -24,12 +24,32 @@ def normalise_token(visitor_token: str | None) -> str | None:
 
 @dataclass
 class Backend:
-    """A ready client plus what the UI should tell the user about it."""
+    """A ready client plus what the UI should tell the user about it.
+
+    `banner()` gives the notice as it is now (it changes while the default model downloads) and
+    whether it will change again; `answerer()` says who answers MiniGPT-4's questions here.
+    """
 
     client: Client
     embedded: bool
     notice: str
     close: Callable[[], None] = field(default=lambda: None)
+    banner: Callable[[], tuple[str, bool]] | None = None
+    answerer: Callable[[], str] | None = None
+
+    def current_notice(self) -> tuple[str, bool]:
+        """The banner's text now, and whether it is settled (will not change by itself)."""
+        return self.banner() if self.banner else (self.notice, True)
+
+    def answered_by(self, model: str, visitor_token: str | None) -> str:
+        """Who writes an answer for `model` ("SmolVLM-256M-Instruct (int8, …) on this machine")."""
+        if normalise_token(visitor_token) is not None or not self.embedded:
+            where = "Replicate" if self.embedded or self.client.base_url == DEFAULT_BASE_URL \
+                else "this host's predictions API"
+            return f"{model} on {where}"
+        if model != MODEL:
+            return f"a built-in stand-in for {model} (not the model)"
+        return self.answerer() if self.answerer else "the built-in stand-in (not a model)"
 
     def client_for(self, visitor_token: str | None) -> Client:
         """The host's client, or one on Replicate with a visitor's own token (never stored)."""
@@ -46,6 +66,23 @@ EMBEDDED_NOTICE = (
     "**Demo mode:** a built-in stand-in answers by measuring the image; it is not "
     f"[MiniGPT-4]({MODEL_PAGE}). To ask MiniGPT-4, add your Replicate token under *Settings and history*."
 )
+
+
+def smolvlm_notice(status, name: str, precision: str) -> tuple[str, bool]:
+    """The banner while the default model is looked for, downloaded, ready or unavailable."""
+    token = f"To ask [MiniGPT-4]({MODEL_PAGE}), add your Replicate token under *Settings and history*."
+    if status.state == "ready":
+        return (f"**{name}**, a small open model, answers on this machine (ONNX Runtime, {precision}); "
+                f"it is not MiniGPT-4. {token}", True)
+    if status.state == "unavailable":
+        return ("**Demo mode:** a built-in stand-in answers by measuring the image; it is not a model. "
+                f"The small open model {name} is not on this machine and could not be downloaded: "
+                "the host gets it by starting the app once with network access. " + token, True)
+    if status.state == "downloading":
+        return (f"**Getting {name}**, a small open model that will answer on this machine: "
+                f"{status.progress() or 'starting the download'}. Questions asked now wait for it. "
+                + token, False)
+    return f"**Starting:** looking for {name}, the small open model that answers here. {token}", False
 
 
 def local_model_notice(name: str) -> str:
@@ -91,6 +128,7 @@ def _embedded(settings: Settings) -> Backend:
     options: dict = {"tokens_per_second": settings.tokens_per_second}
     notice = EMBEDDED_NOTICE
     close_predictor: Callable[[], None] = lambda: None
+    banner = answerer = None
     if settings.cog_url:
         from .server.predictors.cog import CogPredictor
 
@@ -102,6 +140,7 @@ def _embedded(settings: Settings) -> Backend:
         options = {"predictor": cog, "openapi_schema": cog.openapi_schema,
                    "tokens_per_second": None}
         notice = cog_notice(settings.cog_url, cog.streams)
+        answerer = lambda: "the model in the Cog container"  # noqa: E731
         close_predictor = cog.close
     elif settings.local_model:
         from .server.predictors.smolvlm import SmolVLMPredictor
@@ -111,6 +150,18 @@ def _embedded(settings: Settings) -> Backend:
         # A real model sets its own pace.
         options = {"predictor": predictor, "tokens_per_second": None}
         notice = local_model_notice(predictor.name)
+        answerer = lambda: f"{predictor.name} (transformers) on this machine"  # noqa: E731
+    else:
+        from .server.predictors.builtin import BuiltinPredictor
+        from .server.predictors.model_weights import ModelWeights
+        from .server.predictors.smolvlm_onnx import OnnxSmolVLMPredictor
+
+        weights = ModelWeights(settings.smolvlm, settings.precision, downloads=settings.downloads).start()
+        smolvlm = OnnxSmolVLMPredictor(weights, fallback=BuiltinPredictor()).warm()
+        options = {"predictor": smolvlm, "tokens_per_second": settings.tokens_per_second}
+        banner = lambda: smolvlm_notice(weights.status(), weights.name, weights.precision)  # noqa: E731
+        answerer = smolvlm.answerer
+        notice = banner()[0]
     # A per-process token keeps other local users from driving the embedded server.
     token = secrets.token_urlsafe(24)
     # Predictions go to a temporary file, not memory: each one keeps its ~60 KB image input, which
@@ -125,4 +176,5 @@ def _embedded(settings: Settings) -> Backend:
         folder.cleanup()
 
     local = replace(settings, token=token, base_url=server.url)
-    return Backend(client=Client.from_settings(local), embedded=True, notice=notice, close=close)
+    return Backend(client=Client.from_settings(local), embedded=True, notice=notice, close=close,
+                   banner=banner, answerer=answerer)

@@ -27,3 +27,7 @@ TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
 # The strictest documented limit on an input given as a data URI; the app encodes images under it.
 MAX_DATA_URI_BYTES = 256_000
+
+# The open model the embedded server answers with when no token is set, and how it runs on CPU.
+SMOLVLM = "HuggingFaceTB/SmolVLM-256M-Instruct"
+SMOLVLM_PRECISION = "int8"

@@ -338,7 +338,10 @@ class Studio:
                 reply["content"] = answer_text.markdown(progress.text)
                 if progress.status == "failed" and not reply["content"]:
                     reply["content"] = f"_{answer_text.markdown(wording.model_failed(progress.error))}_"
-                show(status_title(progress), done=progress.finished, details=status_details(progress))
+                title = status_title(progress)
+                if progress.status in ("processing", "succeeded", "canceled"):
+                    title += f" · {self.backend.answered_by(spec.model, visitor_token)}"
+                show(title, done=progress.finished, details=status_details(progress))
                 yield update(done=False)
         except (schema.InputError, images.ImageError, ReplicateError) as exc:
             record.status = "error"

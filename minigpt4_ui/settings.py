@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from .facts import MODEL as DEFAULT_MODEL, REPLICATE_BASE_URL as DEFAULT_BASE_URL
+from .facts import SMOLVLM, SMOLVLM_PRECISION
 from .facts import VERSION as DEFAULT_VERSION
 
 
@@ -41,6 +42,11 @@ class Settings:
     # be downloaded; without one the embedded server runs the built-in predictor.
     local_model: str | None = None
     allow_download: bool = False
+    # The embedded server's default model: SmolVLM's ONNX files (a hub id or a folder) at one
+    # precision, fetched once into the Hugging Face cache unless the host turns downloads off.
+    smolvlm: str = SMOLVLM
+    precision: str = SMOLVLM_PRECISION
+    downloads: bool = True
     # Proxies in front of the app that each append the address they saw to X-Forwarded-For; the
     # visitor is the entry the one nearest the visitor added (entries further left are the
     # client's own words). Hugging Face Spaces have one.
@@ -65,6 +71,9 @@ class Settings:
                    api_timeout=_positive(env, "MINIGPT4_API_TIMEOUT") or 30.0,
                    local_model=env.get("MINIGPT4_LOCAL_MODEL") or None,
                    allow_download=_flag(env, "MINIGPT4_ALLOW_DOWNLOAD"),
+                   smolvlm=env.get("MINIGPT4_SMOLVLM") or SMOLVLM,
+                   precision=env.get("MINIGPT4_PRECISION") or SMOLVLM_PRECISION,
+                   downloads=env.get("MINIGPT4_DOWNLOADS", "").strip().lower() not in ("0", "false", "no", "off"),
                    proxy_hops=_count(env, "MINIGPT4_TRUSTED_PROXY_HOPS",
                                      1 if env.get("SPACE_ID") else 0),
                    cog_url=env.get("MINIGPT4_COG_URL") or None,

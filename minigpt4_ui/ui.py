@@ -107,7 +107,10 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
             gr.Markdown(f"# {TITLE}")
             open_settings = gr.Button(value="Settings and history", size="sm", scale=0, min_width=170,
                                       elem_id="open-settings")
-        gr.Markdown(backend.notice, elem_id="backend-notice")
+        notice, settled = backend.current_notice()
+        banner = gr.Markdown(notice, elem_id="backend-notice")
+        # While the default model downloads, the banner shows its progress every second.
+        banner_timer = gr.Timer(1.0, active=not settled)
         with gr.Tabs() as tabs:
             with gr.Tab(label="Chat", id="chat"):
                 chatbot = gr.Chatbot(
@@ -213,6 +216,13 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         # Every step of a question is private, never raises, and draws no progress overlay: the
         # chat's own status block says what is happening, and Stop is a flag, not a cancellation.
         quiet = dict(api_visibility="private", show_progress="hidden")
+
+        def refresh_banner() -> tuple[str, gr.Timer]:
+            text, done = backend.current_notice()
+            return text, gr.Timer(active=not done)
+
+        for event in (demo.load, banner_timer.tick):
+            event(refresh_banner, outputs=[banner, banner_timer], queue=False, **quiet)
         sent = dict(outputs=[chatbot, prompt, question, message, send, stop, new_chat], queue=False, **quiet)
         respond = dict(fn=studio.respond, inputs=[image, question, chatbot, records, visitor_token, spec, *controls],
                        outputs=[chatbot, records, history, request_json, request_curl, request_python, send, stop,

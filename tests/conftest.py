@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import tempfile
 from typing import Callable, Iterator
 
 import pytest
@@ -12,6 +14,12 @@ from PIL import Image
 from minigpt4_ui.server import RunningServer, start_background
 
 SERVER_TOKEN = "test-token-not-secret"
+# Tests never reach the Hugging Face Hub and never see the developer's own cache: an app started
+# without a token finds no SmolVLM and answers with the built-in stand-in, unless a test lays out
+# a cache (hf_cache.py) or a loopback Hub (fake_hub.py) of its own. huggingface_hub reads these
+# at import, so they are set before anything imports it; apps started as subprocesses inherit them.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="minigpt4-tests-hf-home-")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from playwright.sync_api import Locator, Page, expect
 from minigpt4_ui.server import RunningServer
 
 TOKEN = "r8_e2e_test_token_not_secret"
-ANSWER_DONE = re.compile(r"^\s*Done in \d+\.\d s\s*$")
+ANSWER_DONE = re.compile(r"^\s*Done in \d+\.\d s( · .+)?\s*$")
 
 
 def send_button(page: Page) -> Locator:

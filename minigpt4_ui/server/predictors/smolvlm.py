@@ -43,21 +43,15 @@ from typing import Any, Callable, Iterator
 
 from PIL import Image
 
-from ...facts import ASSISTANT, HUMAN
 from . import LogFn, PredictionError
+from .vlm_prompt import fit_new_tokens, messages_from_prompt, prepare_processor, render
+
+__all__ = ["DEFAULT_MODEL", "LocalModelError", "SmolVLMPredictor", "messages_from_prompt"]
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolVLM-256M-Instruct"
 GREEDY_TEMPERATURE = 0.01  # the schema's minimum temperature; at or below it, decode greedily
 HEARTBEAT_S = 0.05  # how often `predict` yields "" while it waits, so a cancel is seen
 REQUIREMENTS = "requirements-local.txt"
-# SmolVLM-Instruct's chat template, for a compatible folder that ships none.
-CHAT_TEMPLATE = (
-    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
-    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
-    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
-    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
-    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
-)
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 
@@ -75,32 +69,6 @@ class Plan:
     image_tokens: int
     turns: int  # user messages in the conversation, the current question included
     notes: list[str] = field(default_factory=list)  # why max_new_tokens was lowered, if it was
-
-
-def messages_from_prompt(prompt: str) -> list[dict]:
-    """MiniGPT-4's folded prompt (`q1###Assistant: a1###Human: q2`) as chat messages.
-
-    Earlier turns become user/assistant pairs, and the image goes with the first user message.
-    """
-    pairs: list[tuple[str, str | None]] = []
-    pending = ""
-    segments = prompt.split(HUMAN.strip())
-    for segment in segments[:-1]:
-        question, sep, answer = segment.partition(ASSISTANT.strip())
-        if not sep:  # a stray separator: keep its text with the next question
-            pending += segment
-            continue
-        pairs.append(((pending + question).strip(), answer.strip()))
-        pending = ""
-    pairs.append(((pending + segments[-1]).strip(), None))
-    messages: list[dict] = []
-    for index, (question, answer) in enumerate(pairs):
-        content: list[dict] = [{"type": "image"}] if index == 0 else []
-        content.append({"type": "text", "text": question})
-        messages.append({"role": "user", "content": content})
-        if answer is not None:
-            messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-    return messages
 
 
 def available_cpus() -> int:
@@ -200,11 +168,7 @@ class SmolVLMPredictor:
             except (OSError, ValueError) as exc:
                 raise LocalModelError(f"could not load {self.name} from {self.location}: {exc}") from exc
             model.eval()
-            image_processor = getattr(processor, "image_processor", None)
-            if image_processor is not None and hasattr(image_processor, "do_image_splitting"):
-                image_processor.do_image_splitting = False  # one tile: a quick first token
-            if getattr(processor, "chat_template", None) is None:
-                processor.chat_template = CHAT_TEMPLATE
+            prepare_processor(processor)
             self.load_seconds = time.perf_counter() - started
             self.processor, self.model = processor, model  # `model` last: it marks "loaded"
             if log:
@@ -218,31 +182,17 @@ class SmolVLMPredictor:
     def plan(self, inputs: dict, image: Image.Image) -> Plan:
         """Model inputs and `generate()` arguments for validated MiniGPT-4 `inputs` (loads first)."""
         self.load()
-        messages = messages_from_prompt(inputs["prompt"])
-        text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        text, turns = render(self.processor, inputs["prompt"])
         model_inputs = self.processor(text=text, images=[image.convert("RGB")], return_tensors="pt")
         input_ids = model_inputs["input_ids"]
         prompt_tokens = int(input_ids.shape[1])
         image_token_id = getattr(self.model.config, "image_token_id", None)
         image_tokens = int((input_ids == image_token_id).sum()) if image_token_id is not None else 0
-        notes: list[str] = []
-        room = inputs["max_length"] - prompt_tokens
-        if room < 1:
-            raise PredictionError(
-                f"max_length {inputs['max_length']} leaves no room for an answer: the prompt is "
-                f"already {prompt_tokens} tokens ({image_tokens} of them for the image). "
-                f"Set max_length to at least {prompt_tokens + 1}.")
-        max_new_tokens = inputs["max_new_tokens"]
-        if room < max_new_tokens:
-            notes.append(f"max_new_tokens {max_new_tokens} lowered to {room} so prompt + answer "
-                         f"fit max_length {inputs['max_length']}")
-            max_new_tokens = room
         context = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
-        if context and prompt_tokens + max_new_tokens > context:
-            room = max(1, context - prompt_tokens)
-            notes.append(f"max_new_tokens {max_new_tokens} lowered to {room} to fit the model's "
-                         f"{context}-token context")
-            max_new_tokens = room
+        budget = fit_new_tokens(prompt_tokens=prompt_tokens, image_tokens=image_tokens,
+                                max_length=inputs["max_length"],
+                                max_new_tokens=inputs["max_new_tokens"], context=context)
+        max_new_tokens = budget.max_new_tokens
         kwargs: dict = {"max_new_tokens": max_new_tokens, "num_beams": inputs["num_beams"],
                         "repetition_penalty": inputs["repetition_penalty"]}
         if inputs["temperature"] <= GREEDY_TEMPERATURE:
@@ -253,9 +203,8 @@ class SmolVLMPredictor:
         tokenizer = self.processor.tokenizer
         if tokenizer.pad_token_id is not None:
             kwargs["pad_token_id"] = tokenizer.pad_token_id
-        turns = sum(1 for m in messages if m["role"] == "user")
-        return Plan(model_inputs=dict(model_inputs), generate_kwargs=kwargs,
-                    prompt_tokens=prompt_tokens, image_tokens=image_tokens, turns=turns, notes=notes)
+        return Plan(model_inputs=dict(model_inputs), generate_kwargs=kwargs, prompt_tokens=prompt_tokens,
+                    image_tokens=image_tokens, turns=turns, notes=budget.notes)
 
     # -- prediction ------------------------------------------------------------------------
 
@@ -266,7 +215,7 @@ class SmolVLMPredictor:
         `cancel`, if given, stops generation like closing the generator does.
         """
         if self.model is None:
-            yield from _wait_for(lambda: self.load(log))
+            yield from wait_for(lambda: self.load(log))
         else:
             log(f"smolvlm: model {self.name} (loaded in {self.load_seconds:.2f} s)\n")
         if not self._generate_lock.acquire(blocking=False):
@@ -392,7 +341,7 @@ class StopOnEvent:
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
-def _wait_for(work: Callable[[], object]) -> Iterator[str]:
+def wait_for(work: Callable[[], object]) -> Iterator[str]:
     """Run `work` on a thread, yielding "" while it runs; re-raise what it raised."""
     result: dict = {}
 
