@@ -27,7 +27,7 @@ class Backend:
     """A ready client plus what the UI should tell the user about it.
 
     `banner()` gives the notice as it is now (it changes while the default model downloads) and
-    whether it will change again; `answerer()` says who answers MiniGPT-4's questions here.
+    whether it will change again; `answered_by()` says who writes an answer.
     """
 
     client: Client
@@ -35,7 +35,13 @@ class Backend:
     notice: str
     close: Callable[[], None] = field(default=lambda: None)
     banner: Callable[[], tuple[str, bool]] | None = None
-    answerer: Callable[[], str] | None = None
+    # Who answers each model that really runs here (MiniGPT-4's questions included), by `owner/name`.
+    answerers: dict[str, Callable[[], str]] = field(default_factory=dict)
+
+    @property
+    def local_models(self) -> list[str]:
+        """The open models that answer on this machine, besides MiniGPT-4's stand-in."""
+        return [model for model in self.answerers if model != MODEL]
 
     def current_notice(self) -> tuple[str, bool]:
         """The banner's text now, and whether it is settled (will not change by itself)."""
@@ -47,9 +53,11 @@ class Backend:
             where = "Replicate" if self.embedded or self.client.base_url == DEFAULT_BASE_URL \
                 else "this host's predictions API"
             return f"{model} on {where}"
+        if model in self.answerers:
+            return self.answerers[model]()
         if model != MODEL:
-            return f"a built-in stand-in for {model} (not the model)"
-        return self.answerer() if self.answerer else "the built-in stand-in (not a model)"
+            return f"a built-in stand-in for {model}, not the model (a Replicate token gets the real one)"
+        return "the built-in stand-in (not a model)"
 
     def client_for(self, visitor_token: str | None) -> Client:
         """The host's client, or one on Replicate with a visitor's own token (never stored)."""
@@ -61,12 +69,7 @@ class Backend:
                       version=self.client.version, timeout=self.client.timeout)
 
 
-# One line for visitors; what a host does to change it is in the README ("Use MiniGPT-4").
-EMBEDDED_NOTICE = (
-    "**Demo mode:** a built-in stand-in answers by measuring the image; it is not "
-    f"[MiniGPT-4]({MODEL_PAGE}). To ask MiniGPT-4, add your Replicate token under *Settings and history*."
-)
-
+STARTUP_LOOK_S = 1.0  # how long the start waits for the default model's files to be found
 
 def smolvlm_notice(status, name: str, precision: str) -> tuple[str, bool]:
     """The banner while the default model is looked for, downloaded, ready or unavailable."""
@@ -75,9 +78,10 @@ def smolvlm_notice(status, name: str, precision: str) -> tuple[str, bool]:
         return (f"**{name}**, a small open model, answers on this machine (ONNX Runtime, {precision}); "
                 f"it is not MiniGPT-4. {token}", True)
     if status.state == "unavailable":
-        return ("**Demo mode:** a built-in stand-in answers by measuring the image; it is not a model. "
-                f"The small open model {name} is not on this machine and could not be downloaded: "
-                "the host gets it by starting the app once with network access. " + token, True)
+        return ("**Demo mode:** a built-in stand-in answers by measuring the image; it is not "
+                f"[MiniGPT-4]({MODEL_PAGE}) nor any model. The small open model {name} is not on this "
+                "machine: the host gets it by starting the app once with network access. To ask "
+                "MiniGPT-4, add your Replicate token under *Settings and history*.", True)
     if status.state == "downloading":
         return (f"**Getting {name}**, a small open model that will answer on this machine: "
                 f"{status.progress() or 'starting the download'}. Questions asked now wait for it. "
@@ -126,9 +130,9 @@ def _embedded(settings: Settings) -> Backend:
     from .server import start_background  # only the embedded case needs the server code
 
     options: dict = {"tokens_per_second": settings.tokens_per_second}
-    notice = EMBEDDED_NOTICE
     close_predictor: Callable[[], None] = lambda: None
-    banner = answerer = None
+    banner = None
+    answerers: dict[str, Callable[[], str]] = {}
     if settings.cog_url:
         from .server.predictors.cog import CogPredictor
 
@@ -140,7 +144,7 @@ def _embedded(settings: Settings) -> Backend:
         options = {"predictor": cog, "openapi_schema": cog.openapi_schema,
                    "tokens_per_second": None}
         notice = cog_notice(settings.cog_url, cog.streams)
-        answerer = lambda: "the model in the Cog container"  # noqa: E731
+        answerers = {MODEL: lambda: "the model in the Cog container"}
         close_predictor = cog.close
     elif settings.local_model:
         from .server.predictors.smolvlm import SmolVLMPredictor
@@ -150,17 +154,26 @@ def _embedded(settings: Settings) -> Backend:
         # A real model sets its own pace.
         options = {"predictor": predictor, "tokens_per_second": None}
         notice = local_model_notice(predictor.name)
-        answerer = lambda: f"{predictor.name} (transformers) on this machine"  # noqa: E731
+        answerers = {MODEL: lambda: f"{predictor.name} (transformers) on this machine"}
     else:
-        from .server.predictors.builtin import BuiltinPredictor
+        from .server.catalog import LOCAL_MODELS
+        from .server.predictors.builtin import BuiltinPredictor, StandInPredictor
         from .server.predictors.model_weights import ModelWeights
         from .server.predictors.smolvlm_onnx import OnnxSmolVLMPredictor
 
         weights = ModelWeights(settings.smolvlm, settings.precision, downloads=settings.downloads).start()
+        weights.wait(STARTUP_LOOK_S)  # a cache hit or an offline miss: the first page says so already
         smolvlm = OnnxSmolVLMPredictor(weights, fallback=BuiltinPredictor()).warm()
-        options = {"predictor": smolvlm, "tokens_per_second": settings.tokens_per_second}
+        # The SmolVLM sizes can also be picked by name; a size other than the default is fetched
+        # when it is first asked for.
+        sizes = {model.ref: smolvlm if model.ref == settings.smolvlm else OnnxSmolVLMPredictor(
+                     ModelWeights(model.ref, settings.precision, downloads=settings.downloads),
+                     fallback=StandInPredictor(model.spec))
+                 for model in LOCAL_MODELS}
+        options = {"predictor": smolvlm, "tokens_per_second": settings.tokens_per_second,
+                   "model_predictors": sizes}
         banner = lambda: smolvlm_notice(weights.status(), weights.name, weights.precision)  # noqa: E731
-        answerer = smolvlm.answerer
+        answerers = {MODEL: smolvlm.answerer, **{ref: p.answerer for ref, p in sizes.items()}}
         notice = banner()[0]
     # A per-process token keeps other local users from driving the embedded server.
     token = secrets.token_urlsafe(24)
@@ -177,4 +190,4 @@ def _embedded(settings: Settings) -> Backend:
 
     local = replace(settings, token=token, base_url=server.url)
     return Backend(client=Client.from_settings(local), embedded=True, notice=notice, close=close,
-                   banner=banner, answerer=answerer)
+                   banner=banner, answerers=answerers)

@@ -46,6 +46,7 @@ class Pane:
     progress: chat.Progress | None = None
     error: str = ""
     done: bool = False
+    answered_by: str = ""  # who writes this answer, in words
 
 
 @dataclass
@@ -78,7 +79,10 @@ def _pane_status(pane: Pane) -> str:
     if pane.progress is None:
         return "Sending…"
     details = status_details(replace(pane.progress, logs=""))
-    return f"**{status_title(pane.progress)}**" + (f"  \n{details}" if details else "")
+    title = status_title(pane.progress)
+    if pane.answered_by and pane.progress.status in ("processing", "succeeded", "canceled"):
+        title += f" · {pane.answered_by}"
+    return f"**{title}**" + (f"  \n{details}" if details else "")
 
 
 def _running(active: bool) -> tuple[dict, dict]:
@@ -157,6 +161,7 @@ class Comparer:
         client = self.studio.backend.client_for(visitor_token)
         changed: queue.Queue = queue.Queue()
         for pane in comparison.panes:
+            pane.answered_by = self.studio.backend.answered_by(pane.spec.model, visitor_token)
             if stop.is_set():  # pressed while the comparison waited to start: nothing is created
                 pane.error, pane.done = "Stopped by you before the answer started", True
             else:

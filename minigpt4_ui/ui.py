@@ -34,6 +34,18 @@ MODELS = ["daanelson/minigpt-4", "yorickvp/llava-13b", "yorickvp/llava-v1.6-vicu
           "andreasjansson/blip-2", "lucataco/moondream2", "salesforce/blip"]
 CONTENDERS = ["daanelson/minigpt-4", "yorickvp/llava-13b", "andreasjansson/blip-2", "lucataco/moondream2"]
 MODEL_INFO = "From the list, or any image + prompt model as owner/name[:version]"
+# Offline, one open model side by side with itself: its defaults (three beams) and greedy, streamed.
+LOCAL_CONTENDER_PARAMS = ["", '{"num_beams": 1, "temperature": 0.01}', "", ""]
+
+
+def model_choices(backend: Backend) -> tuple[list[str], list[str], list[str]]:
+    """The picker's models, Compare's default contenders and their parameters: what really answers
+    here comes first (the local open models, offline)."""
+    local = backend.local_models
+    if not local:
+        return MODELS, CONTENDERS, [""] * len(CONTENDERS)
+    others = [model for model in MODELS if model not in local]
+    return [*local, *others], [local[0], local[0], *local[1:2], others[1]], LOCAL_CONTENDER_PARAMS
 
 # Soft's helper text, label tags and selected tab fall below WCAG AA (2.5:1, 3.6:1 and 4.47:1); these
 # reach 4.5:1 or more.
@@ -102,6 +114,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
     """Build the app around a connected backend."""
     studio = Studio(backend, settings)
     comparer = Comparer(studio)
+    models, contender_models, contender_params = model_choices(backend)
     with gr.Blocks(title=TITLE, delete_cache=images.GRADIO_CACHE_CLEANUP) as demo:
         with gr.Row(elem_id="header"):
             gr.Markdown(f"# {TITLE}")
@@ -125,7 +138,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                         image = _unopened(gr.Image(label="Image", type="filepath", image_mode=None, height=170,
                                                    sources=["upload", "webcam", "clipboard"], elem_id="image",
                                                    buttons=[]))
-                        picker = gr.Dropdown(label="Model", choices=MODELS, value=schema.MODEL,
+                        picker = gr.Dropdown(label="Model", choices=models, value=schema.MODEL,
                                              allow_custom_value=True, info=MODEL_INFO, elem_id="model")
                     with gr.Column(scale=3, min_width=260):
                         prompt = gr.Textbox(label="Your question", lines=1, max_lines=8, elem_id="prompt",
@@ -167,10 +180,11 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                         number = index + 1
                         with gr.Column(visible=index < 2, min_width=240) as column:
                             contenders += [
-                                gr.Dropdown(label=f"Contender {number}: model", choices=MODELS,
-                                            value=CONTENDERS[index], allow_custom_value=True,
+                                gr.Dropdown(label=f"Contender {number}: model", choices=models,
+                                            value=contender_models[index], allow_custom_value=True,
                                             elem_id=f"contender-model-{number}"),
                                 gr.Textbox(label=f"Contender {number}: parameters (JSON)", max_lines=4,
+                                           value=contender_params[index],
                                            placeholder='{"temperature": 0.5}',
                                            elem_id=f"contender-params-{number}")]
                             panes += [gr.Markdown("", elem_id=f"pane-status-{number}"),

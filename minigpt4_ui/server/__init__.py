@@ -24,7 +24,7 @@ from .rate_limit import RateLimits
 from .routes import build_app
 from .routes.files import FILE_TTL_S, MAX_FILE_BYTES
 from .runner import Runner
-from .services import Services
+from .services import Services, stand_ins
 from .store import Store
 from .webhook_delivery import RETRY_DELAYS_S, THROTTLE_S, WebhookSender
 
@@ -39,7 +39,8 @@ def create_app(*, token: str | None = None, db_path: str = ":memory:",
                webhook_throttle_seconds: float = THROTTLE_S,
                rate_limits: RateLimits | None = None, file_ttl_seconds: float = FILE_TTL_S,
                max_concurrent_predictions: int = 64,
-               openapi_schema: Callable[[], dict | None] = lambda: None) -> FastAPI:
+               openapi_schema: Callable[[], dict | None] = lambda: None,
+               model_predictors: dict[str, Predictor] | None = None) -> FastAPI:
     """A ready app with its own store and runner; both close when the app's lifespan ends.
 
     `allow_hosts`: image URLs and webhooks on these hosts/IPs/CIDR networks may be reached even
@@ -48,6 +49,7 @@ def create_app(*, token: str | None = None, db_path: str = ":memory:",
     `webhook_secret`: the `whsec_…` signing key (default: one generated and kept in the database).
     `rate_limits`: per-minute limits answered with 429 (default: none, as fits an embedded server).
     `openapi_schema()`: the predictor's model's own OpenAPI document, if any (a Cog container's).
+    `model_predictors`: who answers other hosted models (`owner/name`) instead of their stand-ins.
     """
     store = Store(db_path)
     policy = UrlPolicy(tuple(allow_hosts))
@@ -63,7 +65,8 @@ def create_app(*, token: str | None = None, db_path: str = ":memory:",
     services = Services(store=store, runner=runner, webhooks=webhooks, policy=policy,
                         page_size=page_size, heartbeat_seconds=heartbeat_seconds,
                         file_ttl_s=file_ttl_seconds, max_file_bytes=MAX_FILE_BYTES,
-                        openapi_schema=openapi_schema)
+                        openapi_schema=openapi_schema,
+                        stand_ins={**stand_ins(), **(model_predictors or {})})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

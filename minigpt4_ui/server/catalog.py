@@ -179,7 +179,18 @@ STAND_INS = (
                                          "image_text_matching"]}}),
 )
 
-HOSTED: dict[str, HostedModel] = {model.ref: model for model in (MINIGPT4, *STAND_INS)}
+# The open models that really answer in the embedded server (SmolVLM on ONNX Runtime, two sizes),
+# with MiniGPT-4's inputs, which they honour. A server started without their predictors (tests,
+# `python -m minigpt4_ui.server`) answers them with the stand-in, which says so.
+LOCAL_MODELS = tuple(
+    HostedModel(owner="HuggingFaceTB", name=name,
+                description=f"{name}: a small open vision-language model, run on this machine by "
+                            "ONNX Runtime from its official ONNX files",
+                versions=(stand_in_version(f"HuggingFaceTB/{name}"),), input=schema.openapi_input(),
+                output=STRING_OUTPUT, github_url="https://huggingface.co/HuggingFaceTB/" + name)
+    for name in ("SmolVLM-256M-Instruct", "SmolVLM-500M-Instruct"))
+
+HOSTED: dict[str, HostedModel] = {model.ref: model for model in (MINIGPT4, *LOCAL_MODELS, *STAND_INS)}
 
 
 def served_schema(model: HostedModel, document: dict | None) -> tuple[model_schema.ModelSpec, dict]:

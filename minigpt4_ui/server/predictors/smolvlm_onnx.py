@@ -123,6 +123,7 @@ class OnnxSmolVLMPredictor:
                 cancel: threading.Event | None = None,
                 started: Callable[[], bool] = lambda: True) -> Iterator[str]:
         cancel = cancel or threading.Event()
+        self.weights.start()  # a model picked by name is fetched when first asked for
         yield from self._await_weights(log, cancel)
         if cancel.is_set():
             return
