@@ -4,6 +4,7 @@ model cannot be had. The tiny fixture (tests/fixtures/tiny-smolvlm) plays SmolVL
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -63,6 +64,10 @@ def test_with_the_model_in_the_cache_it_answers_not_the_stand_in(tmp_path, answe
     try:
         assert ask(app).result(timeout=60) == answer
         assert answer != stand_in_answer()
+        # Picked by its own name (the picker, Compare, /ask_model), the same model answers.
+        assert Client(app.url, verbose=False).predict(
+            image=handle_file(PHOTO), prompt=QUESTION, model=REPO, parameters=json.dumps(GREEDY),
+            api_name="/ask_model") == answer
         assert "SmolVLM-256M-Instruct**, a small open model, answers on this machine" in banner(app)
     finally:
         app.close()

@@ -64,7 +64,7 @@ def test_stop_keeps_the_partial_answer_and_cancels_the_prediction(page: Page, se
 
     stop_button(page).click()
 
-    expect(status_titles(page).last).to_have_text(re.compile(r"^\s*Stopped by you after \d+\.\d s\s*$"))
+    expect(status_titles(page).last).to_have_text(re.compile(r"^\s*Stopped by you after \d+\.\d s( · .+)?\s*$"))
     prediction = wait_for_server_status(server, latest_prediction(server)["id"], "canceled")
     partial = answers(page).last.inner_text().strip()
     assert partial.startswith(partial_start)
