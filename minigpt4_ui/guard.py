@@ -73,18 +73,23 @@ class Guard:
         now = self._clock()
         if now - self._swept >= SWEEP_SECONDS:
             self._forget_idle(now)
-        times = self._recent.setdefault(visitor, deque())
+        times = self._recent.get(visitor, deque())
         while times and now - times[0] >= WINDOW_SECONDS:
             times.popleft()
+        if predictions > self.per_hour:  # more than a whole hour's allowance at once
+            raise LimitError(f"This asks {predictions} questions at once, and this demo allows "
+                             f"{self.per_hour} per hour per visitor on the host's Replicate account: "
+                             "compare fewer models, or enter your own Replicate token.")
         if len(times) + predictions > self.per_hour:
             minutes = max(1, round((WINDOW_SECONDS - (now - times[0])) / 60))
             raise LimitError(f"This demo allows {self.per_hour} questions per hour per visitor on the "
                              f"host's Replicate account. Try again in about {minutes} min, or enter "
                              "your own Replicate token.")
         times.extend([now] * predictions)
+        self._recent[visitor] = times  # only visitors with questions in the window are kept
 
     def _forget_idle(self, now: float) -> None:
         """Forget visitors whose last question is outside the window (they count as new)."""
         self._recent = {visitor: times for visitor, times in self._recent.items()
-                        if now - times[-1] < WINDOW_SECONDS}
+                        if times and now - times[-1] < WINDOW_SECONDS}
         self._swept = now

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from .facts import REPLICATE_BASE_URL
 from .model_schema import ModelSpec, read_schema
 from .replicate_api import Client, NotFoundError
 
@@ -84,7 +85,9 @@ class Resolver:
                 version = client.get_model(ref.owner, ref.name).get("latest_version")
         except NotFoundError:
             what = f"version {ref.version} of {ref.model}" if ref.version else ref.model
-            raise UnknownModel(f"{what} was not found at {client.base_url}") from None
+            # Where the API lives is the host's to know: visitors read this message.
+            where = "on Replicate" if client.base_url == REPLICATE_BASE_URL else "by this demo's predictions API"
+            raise UnknownModel(f"{what} was not found {where}") from None
         if not isinstance(version, dict) or not version.get("id"):
             raise UnknownModel(f"{ref.model} has no published version to run")
         return read_schema(version.get("openapi_schema") or {}, model=ref.model, version=version["id"])

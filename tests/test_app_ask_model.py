@@ -79,7 +79,7 @@ def test_a_blip2_shaped_model_answers_its_question_input(client, backend_server,
     ("yorickvp/llava-13b", '{"max_tokens": "many"}', "max_tokens: Invalid type. Expected: integer"),
     ("yorickvp/llava-13b", '{"num_beams": 2}', "num_beams: Additional property num_beams is not allowed"),
     ("yorickvp/llava-13b", "[1]", "parameters: must be a JSON object"),
-    ("nobody/nothing", "", "nobody/nothing was not found"),
+    ("nobody/nothing", "", "nobody/nothing was not found by this demo's predictions API$"),  # no address
     ("llava", "", "'llava' is not a model reference: use owner/name or owner/name:version"),
 ])
 def test_bad_requests_get_a_message_naming_the_problem(client, photo, model, parameters, message):

@@ -76,3 +76,19 @@ def test_visitors_are_forgotten_after_the_hour():
 ])
 def test_the_visitor_is_who_the_trusted_proxy_saw(forwarded, hops, expected):
     assert visitor_address("10.0.0.9", forwarded, hops=hops) == expected
+
+
+def test_a_comparison_larger_than_the_allowance_is_refused_in_words_and_breaks_no_one():
+    """Issue 18: a first-time visitor comparing more contenders than the allowance read an empty
+    history (IndexError), and the empty history then broke every visitor's question."""
+    clock = Clock()
+    guard = Guard(per_hour=3, clock=clock)
+    with pytest.raises(LimitError, match="This asks 4 questions at once, and this demo allows 3 per hour"):
+        with guard.slot("s", "a", predictions=4):
+            pass
+    clock.now += 64  # past the sweep, which read every visitor's newest question
+    for visitor in ("b", "c", "d"):
+        with guard.slot(visitor, visitor):
+            pass
+    with guard.slot("s", "a", predictions=3):  # the refused visitor still has the whole allowance
+        pass
