@@ -26,7 +26,7 @@ from .guard import LimitError
 from .model_refs import ModelRefError, UnknownModel
 from .model_schema import InputError, ModelSpec, UnmappableSchema
 from .replicate_api import Client, ReplicateError
-from .handlers import Record, Studio, history_table, status_details, status_title, target
+from .handlers import Record, Studio, history_table, status_details, status_title_by, target
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,7 @@ def _pane_status(pane: Pane) -> str:
     if pane.progress is None:
         return "Sending…"
     details = status_details(replace(pane.progress, logs=""))
-    title = status_title(pane.progress)
-    if pane.answered_by and pane.progress.status in ("processing", "succeeded", "canceled"):
-        title += f" · {pane.answered_by}"
-    return f"**{title}**" + (f"  \n{details}" if details else "")
+    return f"**{status_title_by(pane.progress, pane.answered_by)}**" + (f"  \n{details}" if details else "")
 
 
 def _running(active: bool) -> tuple[dict, dict]:

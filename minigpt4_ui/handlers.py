@@ -114,6 +114,14 @@ def status_title(progress: chat.Progress) -> str:
     return f"{progress.status.capitalize()} · {progress.elapsed:.0f} s"
 
 
+def status_title_by(progress: chat.Progress, answered_by: str) -> str:
+    """The status title, naming who writes the answer once it is being written or has ended."""
+    title = status_title(progress)
+    if answered_by and progress.status in ("processing", "succeeded", "canceled"):
+        title += f" · {answered_by}"
+    return title
+
+
 def status_details(progress: chat.Progress) -> str:
     """What opens under the status: prediction id, predict time, link and logs, once."""
     facts = []
@@ -338,10 +346,10 @@ class Studio:
                 reply["content"] = answer_text.markdown(progress.text)
                 if progress.status == "failed" and not reply["content"]:
                     reply["content"] = f"_{answer_text.markdown(wording.model_failed(progress.error))}_"
-                title = status_title(progress)
-                if progress.status in ("processing", "succeeded", "canceled"):
-                    title += f" · {self.backend.answered_by(spec.model, visitor_token)}"
-                show(title, done=progress.finished, details=status_details(progress))
+                # Asked afresh: who answers can change while a question waits (a failed download).
+                answered_by = self.backend.answered_by(spec.model, visitor_token)
+                show(status_title_by(progress, answered_by), done=progress.finished,
+                     details=status_details(progress))
                 yield update(done=False)
         except (schema.InputError, images.ImageError, ReplicateError) as exc:
             record.status = "error"
