@@ -6,7 +6,10 @@ import signal
 import sys
 from dataclasses import replace
 
+from starlette.middleware import Middleware
+
 from minigpt4_ui import backend, ui
+from minigpt4_ui.request_limits import BoundedLog, RequestLimits
 from minigpt4_ui.server.predictors import PredictionError
 from minigpt4_ui.server.predictors.onnx_engine import PRECISIONS
 from minigpt4_ui.settings import Settings
@@ -44,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    sys.stderr = BoundedLog(sys.stderr)
     settings = Settings.from_env()
     settings = replace(settings, local_model=args.local_model or settings.local_model,
                        allow_download=args.allow_download or settings.allow_download,
@@ -65,8 +69,9 @@ def main() -> None:
         # server shuts down in full and deletes the uploads and downloads it cached. SIGTERM is
         # how hosts and containers stop an app; by default it would end the process on the spot.
         signal.signal(signal.SIGTERM, lambda signum, frame: demo.close())
+        limits = Middleware(RequestLimits, max_upload_bytes=settings.max_upload_mb * 1_000_000)
         demo.launch(theme=ui.THEME, css=ui.CSS, head=ui.HEAD, max_file_size=f"{settings.max_upload_mb}mb",
-                    state_session_capacity=SESSION_CAPACITY)
+                    state_session_capacity=SESSION_CAPACITY, app_kwargs={"middleware": [limits]})
         demo.close()
     finally:
         connected.close()

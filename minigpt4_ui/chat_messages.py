@@ -14,6 +14,16 @@ from typing import Sequence
 from .conversation import Turn
 
 NEW_IMAGE = "New image"
+# A chat is sent whole with every event and re-drawn with every streamed word, so its length is
+# bounded: this many questions, each with its answer, status and at most one note.
+MAX_QUESTIONS = 100
+MAX_MESSAGES = 4 * MAX_QUESTIONS
+TOO_LONG = (f"This chat has reached its limit of {MAX_QUESTIONS} questions: press New chat to go on "
+            "(the image stays; the History panel keeps every answer).")
+
+
+def questions(history: Sequence[dict]) -> int:
+    return sum(1 for message in history if message.get("role") == "user")
 
 
 def question(text: str, image: str | None = None) -> dict:

@@ -33,6 +33,14 @@ def visitor_address(peer: str, forwarded: str, *, hops: int) -> str:
     return str(ip)
 
 
+def request_visitor(request, *, hops: int) -> str:
+    """`visitor_address` of a Starlette or Gradio request, from every X-Forwarded-For line it holds."""
+    peer = request.client.host if request.client else "unknown"
+    headers = request.headers
+    lines = headers.getlist("x-forwarded-for") if hasattr(headers, "getlist") else [headers.get("x-forwarded-for", "")]
+    return visitor_address(peer, ",".join(lines), hops=hops)
+
+
 class LimitError(Exception):
     """A limit was reached; the message tells the visitor what to do."""
 

@@ -229,6 +229,8 @@ class Studio:
         `*values` would make it one of the values.)
         """
         keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question="")
+        if chat_messages.questions(history) >= chat_messages.MAX_QUESTIONS:
+            return keep._replace(message=_message(chat_messages.TOO_LONG))
         # Some models' question has a default, but a chat needs one; every problem is said at once.
         no_question = "" if (prompt or "").strip() else wording.NO_QUESTION
         try:

@@ -16,6 +16,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+import urllib.parse
 from urllib.parse import urlsplit
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -206,8 +207,20 @@ def _why(exc: urlfetch.FetchError) -> str:
     }.get(exc.reason, "The image URL could not be reached.")
 
 
-def _save(body: bytes) -> Path:
-    """Write a downloaded image to a temporary file named for its format, after checking it."""
+def save_data_uri(uri: str) -> str:
+    """A `data:` URI's bytes in a file, unopened, so `load` checks them as it checks an upload
+    (pixels counted before any decoding); a URI that is not base64 or percent-encoded data keeps
+    its text, which `load` then calls no image."""
+    header, _, data = uri.partition(",")
+    try:
+        body = base64.b64decode(data) if header.endswith(";base64") else urllib.parse.unquote_to_bytes(data)
+    except ValueError:
+        body = data.encode("utf-8", "replace")
+    return str(_stored(body, prefix="data-uri-"))
+
+
+def _stored(body: bytes, *, prefix: str) -> Path:
+    """`body` in a new file of this process's downloads folder, sweeping out old ones."""
     folder = _downloads()
     for old in folder.iterdir():  # copied into Gradio's cache long ago
         try:
@@ -215,11 +228,16 @@ def _save(body: bytes) -> Path:
                 old.unlink()
         except FileNotFoundError:
             pass  # another load swept it first
-    fd, name = tempfile.mkstemp(prefix="url-image-", dir=folder)
-    path = Path(name)
+    fd, name = tempfile.mkstemp(prefix=prefix, dir=folder)
+    with os.fdopen(fd, "wb") as out:
+        out.write(body)
+    return Path(name)
+
+
+def _save(body: bytes) -> Path:
+    """Write a downloaded image to a temporary file named for its format, after checking it."""
+    path = _stored(body, prefix="url-image-")
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(body)
         load(path)  # a file that only claims to be an image is caught here, with the usual messages
         with Image.open(path) as img:
             named = path.with_suffix("." + (img.format or "img").lower())

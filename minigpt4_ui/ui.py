@@ -13,10 +13,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import images, model_controls, schema
+from . import chat_messages, fair_queue, images, model_controls, schema
 from .ask_model import ModelAsker
 from .backend import Backend
 from .compare import MAX_CONTENDERS, Comparer
+from .guard import request_visitor
 from .handlers import HISTORY_HEADERS, Studio
 from .settings import Settings
 
@@ -94,20 +95,35 @@ CONCURRENCY_LIMIT = 64
 
 
 def _unopened(image: gr.Image) -> gr.Image:
-    """Let uploads reach the handlers unopened, so `images` checks them and explains problems.
+    """Let images reach the handlers unopened, so `images` checks them and explains problems.
 
-    gr.Image opens every upload with Pillow first and answers a broken file with a generic error.
+    gr.Image opens every upload with Pillow first and answers a broken file with a generic error;
+    a `data:` URI it would decode whole, however many pixels it holds, so that is saved unopened too.
     (Patched on the instance: a gr.Image subclass would make Gradio write a .pyi stub beside this file.)
     """
-    opened = image.preprocess
-
     def preprocess(payload):
-        if payload is None or (payload.url or "").startswith("data:"):
-            return opened(payload)
+        if payload is None:
+            return None
+        if (payload.url or "").startswith("data:"):
+            return images.save_data_uri(payload.url)
         return payload.path
 
     image.preprocess = preprocess
     return image
+
+
+def _bounded(chatbot: gr.Chatbot) -> gr.Chatbot:
+    """Refuse a chat longer than any the app makes, whichever event sends it: every handler of the
+    chat would otherwise work through a forged history of any length, once per streamed word."""
+    whole = chatbot.preprocess
+
+    def preprocess(payload):
+        if payload is not None and len(payload.root) > chat_messages.MAX_MESSAGES:
+            raise gr.Error(chat_messages.TOO_LONG, print_exception=False)
+        return whole(payload)
+
+    chatbot.preprocess = preprocess
+    return chatbot
 
 
 def build(backend: Backend, settings: Settings) -> gr.Blocks:
@@ -126,11 +142,11 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         banner_timer = gr.Timer(1.0, active=not settled)
         with gr.Tabs() as tabs:
             with gr.Tab(label="Chat", id="chat"):
-                chatbot = gr.Chatbot(
+                chatbot = _bounded(gr.Chatbot(
                     label="Conversation", show_label=False, elem_id="chat", height="55vh", min_height=300,
                     buttons=["copy", "copy_all"],
                     placeholder="**Add an image and ask about it**, or start with an example:",
-                    examples=[{"text": text, "files": [str(ASSETS / name)]} for name, text in EXAMPLES])
+                    examples=[{"text": text, "files": [str(ASSETS / name)]} for name, text in EXAMPLES]))
                 message = gr.Markdown("", elem_id="message")
                 with gr.Row(elem_id="composer", equal_height=False):
                     # The picker under the image keeps the question box right under the answer.
@@ -296,7 +312,10 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         gr.Button(visible=False).click(asker.ask_model, inputs=[image, prompt, api_model, api_parameters],
                                        outputs=answer, api_name="ask_model",
                                        concurrency_limit=CONCURRENCY_LIMIT)
-    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=settings.max_queue or None)
+    # api_open=False: queued events only through the queue, never around it by a direct POST.
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=settings.max_queue or None, api_open=False)
+    fair_queue.share_queue(demo._queue, limit=fair_queue.per_visitor(settings.max_queue),
+                           visitor_of=functools.partial(request_visitor, hops=settings.proxy_hops))
     return demo
 
 
