@@ -11,6 +11,7 @@ import filecmp
 import os
 from typing import Sequence
 
+from . import answer_text
 from .conversation import Turn
 
 NEW_IMAGE = "New image"
@@ -36,8 +37,9 @@ def answer(text: str = "") -> dict:
 
 
 def status(title: str, *, done: bool, details: str = "", prediction_id: str | None = None) -> dict:
-    """An answer's status block; Gradio shows a spinner while it is not done."""
-    metadata = {"title": title, "status": "done" if done else "pending"}
+    """An answer's status block; Gradio shows a spinner while it is not done. The title may hold
+    an API's error text, so it is made safe to render."""
+    metadata = {"title": answer_text.markdown(title), "status": "done" if done else "pending"}
     if prediction_id:  # Gradio rejects a null id
         metadata["id"] = prediction_id
     return {"role": "assistant", "content": details, "metadata": metadata}

@@ -75,7 +75,7 @@ def _entry(comparison: Comparison, index: int) -> export.Entry:
 
 def _pane_status(pane: Pane) -> str:
     if pane.error:
-        return f"**{pane.error}**"
+        return f"**{answer_text.markdown(pane.error)}**"  # it may be an API's error text
     if pane.progress is None:
         return "Sending…"
     details = status_details(replace(pane.progress, logs=""))
