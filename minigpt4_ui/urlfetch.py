@@ -5,9 +5,10 @@ http/https only, a size cap, and one wall-clock deadline covering connect, TLS, 
 a watchdog thread shuts the socket down when the deadline passes or the caller's `cancel` event is
 set, so a server that trickles one byte at a time cannot hold a thread (a per-read timeout never
 fires against it). Redirects are followed by hand (at most MAX_REDIRECTS) with every hop checked,
-and no connection goes to a loopback, private, link-local, multicast or otherwise non-global
-address, nor to an IPv6 address that embeds one (NAT64, 6to4, Teredo, IPv4-compatible, -mapped or
--translated), unless `UrlPolicy.allow_hosts` names the host or a network holding its address. The
+and no connection goes to an address that is not globally reachable unicast by IANA's registries
+(`is_public`: no loopback, private, link-local, multicast, documentation or reserved address, no
+6to4, Teredo or IPv4-compatible form; an IPv4-mapped or NAT64 address counts as the IPv4 address it
+reaches), unless `UrlPolicy.allow_hosts` names the host or a network holding its address. The
 connection goes to the very address that was checked, so a DNS answer that changes between check
 and connect (rebinding) cannot slip through. Name resolution itself is the one step the deadline
 cannot cut short; the system resolver's own timeouts bound it.
@@ -36,12 +37,47 @@ MAX_REDIRECTS = 5
 CONNECT_TIMEOUT_S = 5.0
 _CHUNK = 65536
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-# IPv6 ranges whose last 32 bits are an IPv4 address the packet is meant for.
-_IPV4_IN_LAST_32 = tuple(ipaddress.ip_network(net) for net in (
-    "64:ff9b::/96", "64:ff9b:1::/48",  # NAT64
-    "::/96",  # IPv4-compatible (deprecated)
-    "::ffff:0:0:0/96",  # IPv4-translated
-))
+
+
+def _networks(*cidrs: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(cidr) for cidr in cidrs)
+
+
+# Our own tables, not ipaddress's is_global: Python's lag behind IANA's registries (3.11.7 calls
+# 192.0.0.8, fec0::1 and 3fff::1 global). Where in doubt an address is refused: image hosts and
+# webhook receivers live at ordinary unicast addresses.
+# IANA IPv4 Special-Purpose Address Registry, entries not globally reachable (all of
+# 192.0.0.0/24, also its two anycast services), plus 6to4 relays, multicast and reserved.
+_IPV4_NOT_GLOBAL = _networks(
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+    "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4")
+# IPv6 unicast is allocated only from 2000::/3, which rules out ULA, link- and site-local,
+# multicast, SRv6 SIDs (5f00::/16), discard-only and IPv4-compatible/-translated forms.
+_IPV6_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+# Inside it: IETF protocol assignments (Teredo, benchmarking, ORCHID, …; all refused), the two
+# documentation prefixes and 6to4 (deprecated; its relays reach any IPv4 address).
+_IPV6_NOT_GLOBAL = _networks("2001::/23", "2001:db8::/32", "2002::/16", "3fff::/20")
+# Outside 2000::/3, yet reaching the IPv4 address in their last 32 bits: judged by that address.
+_IPV6_TO_IPV4 = _networks("::ffff:0:0/96", "64:ff9b::/96")  # IPv4-mapped, NAT64
+
+
+def is_public(address: IPAddress) -> bool:
+    """Whether `address` is globally reachable unicast (an IPv4-mapped or NAT64 address: whether
+    the IPv4 address it reaches is)."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return not any(address in network for network in _IPV4_NOT_GLOBAL)
+    inner = _embedded_ipv4(address)
+    if inner is not None:
+        return is_public(inner)
+    return address in _IPV6_GLOBAL_UNICAST and not any(address in network
+                                                        for network in _IPV6_NOT_GLOBAL)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if any(address in network for network in _IPV6_TO_IPV4):
+        return ipaddress.IPv4Address(address.packed[-4:])
+    return None
 
 
 class FetchError(Exception):
@@ -56,19 +92,6 @@ class FetchError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.facts = facts
-
-
-def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (and would reach through a gateway), if any."""
-    if not isinstance(address, ipaddress.IPv6Address):
-        return None
-    if address.ipv4_mapped or address.sixtofour:
-        return address.ipv4_mapped or address.sixtofour
-    if address.teredo:
-        return address.teredo[1]
-    if any(address in network for network in _IPV4_IN_LAST_32):
-        return ipaddress.IPv4Address(address.packed[-4:])
-    return None
 
 
 @dataclass(frozen=True)
@@ -97,13 +120,13 @@ class UrlPolicy:
         """Whether `host`, resolved to `address`, may be fetched."""
         if "*" in self._names or host.lower() in self._names:
             return True
-        inner = embedded_ipv4(address)
-        return self._allows_address(address) and (inner is None or self._allows_address(inner))
+        return self._listed(address) or is_public(address)
 
-    def _allows_address(self, address: IPAddress) -> bool:
+    def _listed(self, address: IPAddress) -> bool:
         if any(address in network for network in self._networks):
             return True
-        return address.is_global and not address.is_multicast
+        inner = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+        return inner is not None and self._listed(inner)
 
 
 @dataclass(frozen=True)
@@ -160,6 +183,15 @@ def check(url: str, *, policy: UrlPolicy) -> None:
     """Raise FetchError unless `url` is http(s) and its host resolves only to allowed addresses."""
     host, port, _, _ = _split(url)
     _checked_address(host, port, policy)
+
+
+def is_text(url: str) -> bool:
+    """Whether `url` can be sent at all: no unpaired surrogate (U+D800 to U+DFFF)."""
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _split(url: str) -> tuple[str, int, bool, str]:

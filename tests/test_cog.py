@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 
 import pytest
 import replicate
@@ -15,6 +18,8 @@ from replicate.stream import ServerSentEvent
 
 from minigpt4_ui import schema
 from minigpt4_ui.server import start_background
+from minigpt4_ui.server import callbacks
+from minigpt4_ui.server.callbacks import CallbackReceiver
 from minigpt4_ui.server.predictors import cog as cog_module
 from minigpt4_ui.server.predictors.cog import CogPredictor
 from minigpt4_ui.settings import DEFAULT_VERSION
@@ -267,3 +272,113 @@ def test_python_m_server_fronts_a_container(string_cog, tmp_path):
         process.wait(timeout=15)
     assert f"the Cog container at {string_cog.url}" in log_path.read_text()
     assert output.startswith("Answer to 'Via the CLI?'")
+
+
+# ---- the webhook receiver against callers that are not the container
+
+@pytest.fixture
+def receiver():
+    receiver = CallbackReceiver("http://127.0.0.1:0", read_timeout_s=0.5)
+    yield receiver
+    receiver.close()
+
+
+def _connect(receiver: CallbackReceiver) -> socket.socket:
+    host, port = receiver.base_url.removeprefix("http://").split("/")[0].split(":")
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """Everything the receiver sends until it closes the connection."""
+    answer = b""
+    while part := sock.recv(4096):
+        answer += part
+    return answer
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.parametrize("path", [b"/not-the-secret/abc", b"/\xe9/abc", b"/"])
+def test_a_post_to_a_wrong_path_is_refused_before_its_body_is_read(receiver, path):
+    with _connect(receiver) as sock:
+        sock.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 60000000\r\n\r\n")
+        started = time.monotonic()
+        # Not one byte of the 60 MB was sent: the answer comes anyway, and the connection ends.
+        assert _answer(sock).startswith(b"HTTP/1.0 404 ")
+        assert time.monotonic() - started < 1
+
+
+def test_a_webhook_larger_than_its_prediction_could_send_is_refused_unread(receiver):
+    url, inbox = receiver.open("p1", sent_bytes=1_000)
+    too_long = 1_000 + callbacks.ANSWER_BYTES + 1
+    with _connect(receiver) as sock:
+        sock.sendall(f"POST {urllib.parse.urlsplit(url).path} HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Length: {too_long}\r\n\r\n".encode())
+        assert _answer(sock).startswith(b"HTTP/1.0 413 ")
+    assert inbox.empty()
+
+
+@pytest.mark.parametrize("length", ["9" * 10_000, "²", "-1", ""])
+def test_a_webhook_without_a_usable_length_gets_411(receiver, length):
+    url, inbox = receiver.open("p1", sent_bytes=1_000)
+    with _connect(receiver) as sock:
+        sock.sendall(f"POST {urllib.parse.urlsplit(url).path} HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Length: {length}\r\n\r\n{{}}".encode("latin-1"))
+        assert _answer(sock).startswith(b"HTTP/1.0 411 ")
+    assert inbox.empty()
+
+
+def test_webhooks_reach_their_inbox_and_late_ones_are_acknowledged(receiver):
+    url, inbox = receiver.open("p1", sent_bytes=1_000)
+    assert requests.post(url, json={"status": "processing", "output": ["Hi"]}, timeout=5).status_code == 200
+    assert requests.post(url, json=["not", "an", "object"], timeout=5).status_code == 200
+    assert inbox.get(timeout=5) == {"status": "processing", "output": ["Hi"]} and inbox.empty()
+    receiver.discard("p1")
+    assert requests.post(url, json={"status": "succeeded"}, timeout=5).status_code == 200
+
+
+def test_idle_connections_are_closed_after_the_read_timeout(receiver):
+    url, inbox = receiver.open("p1", sent_bytes=1_000)
+    silent = _connect(receiver)
+    half_sent = _connect(receiver)
+    half_sent.sendall(f"POST {urllib.parse.urlsplit(url).path} HTTP/1.1\r\nHost: x\r\n"
+                      "Content-Length: 100\r\n\r\n{".encode())
+    started = time.monotonic()
+    assert _closed_within(silent, 3) and _closed_within(half_sent, 3)
+    assert 0.4 < time.monotonic() - started < 3
+    assert inbox.empty()
+    silent.close()
+    half_sent.close()
+
+
+def test_a_flood_of_idle_connections_holds_a_bounded_number_of_threads():
+    receiver = CallbackReceiver("http://127.0.0.1:0", read_timeout_s=3)
+    try:
+        url, inbox = receiver.open("p1", sent_bytes=1_000)
+        threads_before = threading.active_count()
+        flood = [_connect(receiver) for _ in range(200)]
+        served = threading.active_count() - threads_before
+        # Those past the limit are closed at once; the others wait out their read timeout.
+        refused = sum(_closed_within(sock, 0.1) for sock in flood)
+        assert served <= callbacks.MAX_CONNECTIONS and refused >= 200 - callbacks.MAX_CONNECTIONS
+        started = time.monotonic()
+        while True:  # a webhook is served again once the idle ones time out
+            try:
+                if requests.post(url, json={"status": "starting"}, timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                assert time.monotonic() - started < 6, "the receiver never served a webhook again"
+                time.sleep(0.05)
+        assert inbox.get(timeout=5) == {"status": "starting"}
+        for sock in flood:
+            sock.close()
+    finally:
+        receiver.close()

@@ -20,7 +20,7 @@ from minigpt4_ui.server import RateLimits, start_background
 from .attacks import TrickleServer
 from .conftest import SERVER_TOKEN
 from .fault_proxy import wait_for
-from .test_server import AUTH, VERSION, create
+from .test_server import AUTH, VERSION, create, sse_raw
 
 PROMPT = "What is this?"
 
@@ -142,11 +142,57 @@ def _post_raw(server, body: bytes, **headers) -> requests.Response:
                          headers={**AUTH, "Content-Type": "application/json", **headers})
 
 
-def test_deeply_nested_json_gets_400(server):
+def _nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize("path", ["/v1/predictions", "/v1/models/daanelson/minigpt-4/predictions"])
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, _nested(100_000).encode(),
+                                  json.dumps({"version": VERSION, "input": json.loads(_nested(64))}).encode()],
+                         ids=["arrays-100000", "objects-100000", "input-64"])
+def test_deeply_nested_json_gets_400(server, path, body):
     before = _count(server)
-    response = _post_raw(server, b"[" * 100_000 + b"]" * 100_000)
-    assert (response.status_code, response.json()["detail"]) == (400, "The request body is nested too deeply")
+    response = requests.post(f"{server.url}{path}", data=body, timeout=30,
+                             headers={**AUTH, "Content-Type": "application/json"})
+    assert (response.status_code, response.json()["detail"]) == (
+        400, "The request body is nested more than 64 levels deep")
     assert _count(server) == before
+
+
+def _upload(server, content: bytes = b"x", **parts) -> requests.Response:
+    return requests.post(f"{server.url}/v1/files", headers=AUTH, timeout=30,
+                         files={"content": ("a.bin", content), **{k: (None, v) for k, v in parts.items()}})
+
+
+def _files(server) -> list[dict]:
+    response = requests.get(f"{server.url}/v1/files", headers=AUTH, timeout=10)
+    assert response.status_code == 200
+    return response.json()["results"]
+
+
+@pytest.mark.parametrize("metadata, description", [
+    ("[" * 100_000 + "]" * 100_000, "metadata is nested more than 64 levels deep"),
+    # Deep enough to be stored and then break the answer of every later listing of files.
+    (_nested(300), "metadata is nested more than 64 levels deep"),
+    ('{"a": "\\ud800"}', "metadata has a string with an unpaired UTF-16 surrogate "
+                          "(\\ud800-\\udfff); send text as valid Unicode")],
+    ids=["arrays-100000", "objects-300", "surrogate"])
+def test_file_metadata_that_cannot_be_kept_gets_422_and_nothing_is_stored(server, metadata, description):
+    before = _files(server)
+    response = _upload(server, metadata=metadata)
+    assert response.status_code == 422
+    assert response.json()["invalid_fields"] == [
+        {"type": "invalid_json", "field": "metadata", "description": description}]
+    assert _files(server) == before
+
+
+def test_file_metadata_as_deep_as_allowed_is_kept_and_listed(server):
+    response = _upload(server, metadata=_nested(64))
+    assert response.status_code == 201
+    file = response.json()
+    assert file["metadata"] == json.loads(_nested(64))
+    assert requests.get(file["urls"]["get"], headers=AUTH, timeout=10).json() == file
+    assert file in _files(server)
 
 
 @pytest.mark.parametrize("where", ["prompt", "key", "version"])
@@ -179,3 +225,65 @@ def test_a_prefer_wait_of_thousands_of_digits_waits_the_longest_allowed(server, 
     response = create(server, png_uri(), prefer="wait=" + "7" * 5000)
     assert response.status_code == 201 and response.headers["Preference-Applied"] == "wait=60"
     assert response.json()["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("last_event_id", ["1:" + "9" * 10_000, "9" * 10_000, "1:" + "9" * 19, "1:²",
+                                           "1:-1", "1:", "::", "1:0x1"],
+                         ids=["10000-digits", "bare-10000-digits", "19-digits", "superscript-two",
+                              "negative", "empty", "colons", "hex"])
+def test_a_last_event_id_we_did_not_issue_replays_the_whole_stream(server, png_uri, last_event_id):
+    prediction = create(server, png_uri(), prefer="wait").json()
+    full = sse_raw(prediction["urls"]["stream"])
+    assert sse_raw(prediction["urls"]["stream"], **{"Last-Event-ID": last_event_id}) == full
+
+
+# ------------------------------------------------------------------------------ downloads
+
+@pytest.mark.parametrize("kind", ["text/html", "image/svg+xml", "application/xhtml+xml", "text/javascript",
+                                  "application/pdf", "text/plain", "application/octet-stream"])
+def test_a_download_of_anything_but_a_raster_image_is_an_opaque_attachment(server, kind):
+    content = b"<html><script>alert(document.domain)</script></html>"
+    file = requests.post(f"{server.url}/v1/files", headers=AUTH, timeout=10,
+                         files={"content": ("page one.html", content, kind)}).json()
+    assert file["content_type"] == kind  # the file object still says what was uploaded
+    download = requests.get(file["urls"]["get"] + "/download", headers=AUTH, timeout=10)
+    assert download.content == content
+    assert download.headers["content-type"] == "application/octet-stream"
+    assert download.headers["content-disposition"] == "attachment; filename*=UTF-8''page%20one.html"
+    assert download.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("kind", ["image/png", "image/jpeg", "image/gif", "image/webp"])
+def test_a_download_of_a_raster_image_keeps_its_type_and_is_never_sniffed(server, kind):
+    file = requests.post(f"{server.url}/v1/files", headers=AUTH, timeout=10,
+                         files={"content": ("cat.png", b"not really an image", kind)}).json()
+    download = requests.get(file["urls"]["get"] + "/download", headers=AUTH, timeout=10)
+    assert download.headers["content-type"] == kind
+    assert download.headers["content-disposition"] == "inline; filename*=UTF-8''cat.png"
+    assert download.headers["x-content-type-options"] == "nosniff"
+
+
+# ------------------------------------------------------------------------------ memory
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def test_deleted_files_give_their_memory_back():
+    """With the default database (`:memory:`), 50 MB uploaded and deleted must not stay in this
+    process's memory (it did: +61 MB, each time the files outnumbered any before)."""
+    content = bytes(range(256)) * 20_000  # 5 MB
+    with start_background() as server:
+
+        def upload_and_delete(count: int) -> None:
+            ids = [requests.post(f"{server.url}/v1/files", files={"content": ("a.bin", content)},
+                                 timeout=30).json()["id"] for _ in range(count)]
+            for file_id in ids:
+                assert requests.delete(f"{server.url}/v1/files/{file_id}", timeout=30).status_code == 204
+
+        upload_and_delete(1)  # the buffers one upload needs are allocated once and kept
+        before = _rss_mb()
+        upload_and_delete(10)
+        grown = _rss_mb() - before
+    assert grown < 30, f"{grown:.0f} MB stayed in memory after 50 MB of files were deleted"

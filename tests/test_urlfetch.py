@@ -91,7 +91,51 @@ def test_ipv6_forms_embedding_a_private_ipv4_are_refused(address):
 
 def test_ipv6_forms_embedding_a_public_ipv4_are_allowed():
     assert UrlPolicy().allows("x", ipaddress.ip_address("64:ff9b::808:808"))  # 8.8.8.8 via NAT64
+    assert UrlPolicy().allows("x", ipaddress.ip_address("::ffff:8.8.8.8"))
     assert UrlPolicy().allows("x", ipaddress.ip_address("2606:4700:4700::1111"))
+
+
+# Not globally reachable by IANA's special-purpose registries, though Python 3.11.7's ipaddress
+# calls the first five global.
+NOT_GLOBAL = {
+    "192.0.0.8": "IPv4 dummy address", "192.88.99.1": "6to4 relay anycast", "fec0::1": "site-local",
+    "5f00::1": "SRv6 SIDs", "3fff::1": "documentation (3fff::/20)",
+    "0.1.2.3": "this network", "10.1.2.3": "private", "100.64.0.1": "shared address space",
+    "127.0.0.2": "loopback", "169.254.169.254": "link-local", "172.31.255.255": "private",
+    "192.0.0.9": "IETF protocol assignments", "192.0.0.170": "NAT64 discovery",
+    "192.0.2.1": "TEST-NET-1", "192.168.0.1": "private", "198.19.255.255": "benchmarking",
+    "198.51.100.1": "TEST-NET-2", "203.0.113.1": "TEST-NET-3", "224.0.0.251": "multicast",
+    "239.255.255.250": "multicast", "240.0.0.1": "reserved", "255.255.255.255": "broadcast",
+    "::": "unspecified", "::1": "loopback", "::ffff:10.0.0.1": "IPv4-mapped private",
+    "::ffff:0:808:808": "IPv4-translated", "::8.8.8.8": "IPv4-compatible", "64:ff9b::a00:1": "NAT64 of private",
+    "64:ff9b:1::808:808": "local-use NAT64", "100::1": "discard-only", "2001::1": "Teredo",
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2": "Teredo", "2001:2::1": "benchmarking",
+    "2001:10::1": "ORCHID", "2001:20::1": "ORCHIDv2", "2001:1::1": "PCP anycast",
+    "2001:db8::1": "documentation", "2002:808:808::1": "6to4", "fc00::1": "unique local",
+    "fd12:3456::1": "unique local", "fe80::1": "link-local", "ff02::1": "multicast",
+    "ff0e::1": "global multicast", "4000::1": "unallocated, outside 2000::/3",
+}
+GLOBAL = ["8.8.8.8", "1.1.1.1", "192.0.1.1", "192.31.196.1", "192.175.48.1", "198.17.255.255",
+          "198.20.0.1", "223.255.255.254", "2606:4700:4700::1111", "2001:200::1", "2620:4f:8000::1",
+          "2a00:1450:4001:81c::200e", "3ffe::1", "64:ff9b::808:808", "::ffff:1.1.1.1"]
+
+
+@pytest.mark.parametrize("address", NOT_GLOBAL)
+def test_addresses_that_are_not_globally_reachable_are_refused(address):
+    assert not UrlPolicy().allows("example.com", ipaddress.ip_address(address)), NOT_GLOBAL[address]
+    assert not urlfetch.is_public(ipaddress.ip_address(address)), NOT_GLOBAL[address]
+
+
+@pytest.mark.parametrize("address", GLOBAL)
+def test_globally_reachable_addresses_are_allowed(address):
+    assert UrlPolicy().allows("example.com", ipaddress.ip_address(address))
+
+
+def test_allow_hosts_opens_a_network_also_through_its_ipv6_forms():
+    policy = UrlPolicy(("10.0.0.0/8", "fd00::/8"))
+    for address in ("10.1.2.3", "::ffff:10.1.2.3", "64:ff9b::a01:203", "fd00::1"):
+        assert policy.allows("x", ipaddress.ip_address(address)), address
+    assert not policy.allows("x", ipaddress.ip_address("192.168.0.1"))
 
 
 @pytest.mark.parametrize("url, reason", [("http://[::1/x", "bad_url"), ("ftp://a/b", "scheme"),

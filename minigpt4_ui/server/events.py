@@ -41,7 +41,9 @@ def parse_last_event_id(value: str | None) -> int | None:
     if not value:
         return None
     _, _, seq = value.strip().rpartition(":")
-    return int(seq) if seq.isdigit() else None
+    # Checked as text: int() refuses over 4300 digits and non-ASCII digits such as "²";
+    # no journal reaches 18 digits, so a longer id is not one we issued.
+    return int(seq) if seq.isascii() and seq.isdigit() and len(seq) <= 18 else None
 
 
 class Journal:

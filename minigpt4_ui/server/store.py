@@ -39,14 +39,21 @@ def _parse_cursor(cursor: str) -> tuple[str, int]:
 
 
 class Store:
-    """Prediction objects by id in one SQLite database (`:memory:` or a file that survives restarts).
+    """Prediction objects by id in one SQLite database (`:memory:`, gone when closed, or a file that
+    survives restarts).
 
     The stored object never holds `urls`: those depend on the address the server answers on.
     """
 
     def __init__(self, path: str = ":memory:"):
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # ":memory:" becomes SQLite's private temporary database (file name ""), which lives in a
+        # bounded page cache and spills to an unlinked file: in a true in-memory database every
+        # uploaded file stayed in the process's memory after it was deleted (50 MB: +61 MB).
+        self._db = sqlite3.connect("" if path == ":memory:" else path, check_same_thread=False,
+                                   isolation_level=None)
+        # Before the first table, or it has no effect: deleting files can then shrink the file.
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         if path != ":memory:":
             # WAL without a sync per write: a chunk update must not wait on the disk.
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -91,12 +98,14 @@ class Store:
         with self._lock:
             cursor = self._db.execute("DELETE FROM files WHERE id = ? AND expires_at > ?",
                                       (file_id, now))
+            self._db.executescript("PRAGMA incremental_vacuum")
         return cursor.rowcount > 0
 
     def purge_files(self, *, now: str) -> None:
         """Forget every file that expired before `now`."""
         with self._lock:
-            self._db.execute("DELETE FROM files WHERE expires_at <= ?", (now,))
+            if self._db.execute("DELETE FROM files WHERE expires_at <= ?", (now,)).rowcount:
+                self._db.executescript("PRAGMA incremental_vacuum")
 
     def file_page(self, *, cursor: str | None, size: int) -> Page:
         """A page of file objects, newest first (call purge_files first to hide expired ones)."""

@@ -197,7 +197,7 @@ class _Call:
                                "(--cog-callback-url) it can reach, so the answer arrives whole.")
             yield from self._sync()
             return
-        webhook, inbox = receiver.open(self.id)
+        webhook, inbox = receiver.open(self.id, sent_bytes=len(json.dumps(self.body)))
         try:
             yield from self._async(webhook, inbox)
         finally:

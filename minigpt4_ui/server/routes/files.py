@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
+import urllib.parse
 import uuid
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
-from ..http_helpers import base_url, form_text, listing
+from ..http_helpers import base_url, form_text, listing, parse_json
 from ..prediction_object import now
 from ..problems import ProblemResponse, invalid_input, not_found, too_large
 from ..services import Services, services
@@ -20,6 +20,9 @@ MAX_FILE_BYTES = 100 * 1024 * 1024  # Replicate's Files API limit
 FILE_TTL_S = 24 * 3600
 # What a multipart upload may add around the file itself (boundaries, metadata, filename).
 FORM_OVERHEAD_BYTES = 1_000_000
+# Types a download keeps and a browser may show: raster images, which run no script (not SVG).
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/avif",
+                          "image/bmp"})
 
 router = APIRouter()
 
@@ -52,9 +55,10 @@ async def create_file(request: Request, s: Services = Depends(services)) -> JSON
         kind = (await form_text(form.get("type")) or content.content_type
                 or "application/octet-stream")
     try:
-        metadata = json.loads(metadata) if metadata else {}
-    except ValueError:
-        metadata = None
+        metadata = parse_json(metadata) if metadata else {}
+    except ValueError as exc:
+        raise invalid_input([{"type": "invalid_json", "field": "metadata",
+                              "description": f"metadata {exc}"}]) from None
     if not isinstance(metadata, dict):
         raise invalid_input([{"type": "invalid_type", "field": "metadata",
                               "description": "metadata must be a JSON object"}])
@@ -66,7 +70,7 @@ async def create_file(request: Request, s: Services = Depends(services)) -> JSON
             "size": len(data), "etag": md5,
             "checksums": {"sha256": hashlib.sha256(data).hexdigest(), "md5": md5},
             "metadata": metadata, "created_at": now(), "expires_at": now(s.file_ttl_s)}
-    s.store.insert_file(file, bytes(data))
+    s.store.insert_file(file, data)
     return JSONResponse(present_file(file, request), status_code=201)
 
 
@@ -90,8 +94,11 @@ async def download_file(file_id: str, s: Services = Depends(services)) -> Respon
     content = s.store.file_content(file_id, now=now())
     if content is None:
         raise not_found()
-    return Response(content, media_type=file["content_type"],
-                    headers={"ETag": f'"{file["etag"]}"', "Cache-Control": "private"})
+    media_type, disposition = _served_as(file)
+    return Response(content, media_type=media_type,
+                    headers={"ETag": f'"{file["etag"]}"', "Cache-Control": "private",
+                             "X-Content-Type-Options": "nosniff",
+                             "Content-Disposition": disposition})
 
 
 @router.delete("/files/{file_id}", status_code=204)
@@ -99,6 +106,16 @@ async def delete_file(file_id: str, s: Services = Depends(services)) -> Response
     if not s.store.delete_file(file_id, now=now()):
         raise not_found()
     return Response(status_code=204, media_type="text/plain")
+
+
+def _served_as(file: dict) -> tuple[str, str]:
+    """(Content-Type, Content-Disposition) of a download."""
+    # Whoever uploads chooses the type: served as such, HTML or SVG would run script on this
+    # server's origin. Raster images are safe to show; anything else is only bytes to save.
+    name = urllib.parse.quote(file["name"], safe="")
+    if file["content_type"].lower() in INLINE_TYPES:
+        return file["content_type"], f"inline; filename*=UTF-8''{name}"
+    return "application/octet-stream", f"attachment; filename*=UTF-8''{name}"
 
 
 def present_file(file: dict, request: Request) -> dict:
