@@ -13,7 +13,7 @@ from . import chat, images, wording
 from .conversation import model_inputs
 from .guard import LimitError
 from .model_refs import ModelRefError, Resolver, UnknownModel
-from .model_schema import InputError, ModelSpec, Problem, UnmappableSchema
+from .model_schema import NOT_TEXT, InputError, ModelSpec, Problem, UnmappableSchema, is_text
 from .replicate_api import Client, ReplicateError
 
 
@@ -28,24 +28,39 @@ def parse_parameters(text: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InputError([Problem("parameters", "invalid_type", "must be a JSON object, such as "
                                   '{"temperature": 0.5}')])
+    check_text(parameters=value)
     return value
 
 
-def answers(client: Client, resolver: Resolver, image: str | None, prompt: str, model: str,
-            parameters: str | None) -> Iterator[str]:
-    """Ask `model` (default: the client's MiniGPT-4 version) about `image`; yield the growing answer.
+def check_text(**values: Any) -> None:
+    """Raise InputError naming each value that is not valid Unicode text; checked before anything
+    echoes it in a message, which Gradio could not send (it failed with a 500)."""
+    problems = [Problem(name, "invalid_text", NOT_TEXT) for name, value in values.items() if not is_text(value)]
+    if problems:
+        raise InputError(problems)
+
+
+def prepare(client: Client, resolver: Resolver, image: str | None, prompt: str, model: str,
+            parameters: str | None) -> tuple[ModelSpec, dict[str, Any]]:
+    """`model`'s spec (default: the client's MiniGPT-4 version) and its inputs, checked and with
+    the image encoded.
 
     Raises ModelRefError, UnknownModel, UnmappableSchema, InputError (naming the field and its
-    bound), images.ImageError or ReplicateError; a failed prediction raises ReplicateError with
-    the model's own message.
+    bound), images.ImageError or ReplicateError.
     """
+    check_text(prompt=prompt, model=model)
     spec = _spec(client, resolver, model)
     params = parse_parameters(parameters)
     for special in {spec.image, spec.question}:
         if special in params:
             raise InputError([Problem(special, "duplicate", "is given as its own argument, not "
                                       "in parameters")])
-    inputs = chat.build_model_input(spec, image, model_inputs(spec, [], prompt, params).inputs)
+    return spec, chat.build_model_input(spec, image, model_inputs(spec, [], prompt, params).inputs)
+
+
+def answers(client: Client, spec: ModelSpec, inputs: dict[str, Any]) -> Iterator[str]:
+    """Ask `spec`'s model with `inputs` (see `prepare`); yield the growing answer. A failed
+    prediction raises ReplicateError with the model's own message."""
     for progress in chat.ask(client, inputs, model=spec.model, version=spec.version):
         if progress.status == "failed":
             raise ReplicateError(wording.model_failed(progress.error))
@@ -73,8 +88,10 @@ class ModelAsker:
         """Answer `prompt` about `image` with `model` (owner/name[:version]); `parameters` is a
         JSON object of the model's other inputs. Streams the growing answer text."""
         try:
+            # Checked first: a refused request takes neither the session's slot nor the hour's allowance.
+            spec, inputs = prepare(self.client, self.resolver, image, prompt, model, parameters)
             with self.slot(request):
-                yield from answers(self.client, self.resolver, image, prompt, model, parameters)
+                yield from answers(self.client, spec, inputs)
         except InputError as exc:
             raise gr.Error("Please fix: " + "; ".join(f"{p.field or 'input'}: {p.description}"
                                                       for p in exc.problems),

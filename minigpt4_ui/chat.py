@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 import time
@@ -13,14 +12,12 @@ from typing import Any, Iterator
 from . import images, model_schema, schema
 from .facts import TERMINAL
 from .model_schema import ModelSpec
-from .replicate_api import Client, ReplicateError, Update
+from .replicate_api import Client, ReplicateError, Update, replicate_page
 
 log = logging.getLogger(__name__)
 
 # A public demo's own cap: about 4,000 tokens of English, the model's default max_length.
 MAX_PROMPT_CHARS = 16_000
-# The model itself sets no upper bound on these; the demo's own caps, just above its defaults.
-APP_MAXIMUM = {"max_length": 4096, "max_new_tokens": 4096}
 
 # How often the elapsed time is refreshed while the backend is silent (a cold boot can take minutes).
 TICK_SECONDS = 1.0
@@ -80,17 +77,13 @@ def build_model_input(spec: ModelSpec, image: str | None, inputs: dict[str, Any]
 
 
 def _validated(spec: ModelSpec, inputs: dict[str, Any], problems: list[schema.Problem]) -> dict[str, Any]:
-    """The model's validation plus the app's own rules (blank controls, caps), every problem at once."""
+    """The model's validation plus the app's own rules (blank controls, `model_schema.app_rules`),
+    every problem at once."""
     blank = [name for name, value in inputs.items() if value is None]
     problems += [schema.Problem(name, "blank", "is empty") for name in blank]
-    names = {field.name for field in spec.fields}
-    for name, cap in APP_MAXIMUM.items():
-        value = inputs.get(name)
-        if (name in names and isinstance(value, (int, float)) and not isinstance(value, bool)
-                and math.isfinite(value) and value > cap):
-            problems.append(schema.Problem(name, "app_maximum", f"must be at most {cap:,}"))
     try:
-        checked = model_schema.validate(spec.fields, {k: v for k, v in inputs.items() if k not in blank})
+        checked = model_schema.validate(spec.fields, {k: v for k, v in inputs.items() if k not in blank},
+                                        also=model_schema.app_rules)
     except schema.InputError as exc:
         problems += exc.problems
     if problems:
@@ -114,7 +107,7 @@ def ask(client: Client, inputs: dict[str, Any], *, stop: threading.Event | None 
     progress = Progress(status="starting")
     prediction = client.create(inputs, stream=True, model=model, version=version)
     progress = replace(progress, status=prediction.get("status", "starting"), prediction_id=prediction["id"],
-                       web_url=(prediction.get("urls") or {}).get("web"))
+                       web_url=replicate_page(prediction))
     updates: queue.Queue = queue.Queue()
     threading.Thread(target=_follow, args=(client, prediction, updates), daemon=True).start()
     next_tick = started + TICK_SECONDS

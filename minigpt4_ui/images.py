@@ -155,6 +155,8 @@ GRADIO_CACHE_CLEANUP = (900, 7200)
 def check_url(url: str) -> str:
     """Return the URL stripped, or raise ImageError if it is not an http(s) URL with a host."""
     url = url.strip()
+    if not urlfetch.is_text(url):
+        raise ImageError("That URL contains a character that is not text (an unpaired surrogate).")
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. "http://[::1/x": an unclosed IPv6 bracket

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import gradio as gr
 
-from .model_schema import Field, ModelSpec, control_kind
+from .model_schema import Field, ModelSpec, app_maximum, control_kind
 
 # More than any hosted model has (MiniGPT-4: 6); a model with more keeps the rest at their defaults.
 SLOTS = 8
@@ -57,7 +57,7 @@ def _props(field: Field, value: Any) -> dict[str, Any]:
     integer = field.type is int
     if kind == "slider":
         props.update(value=field.minimum if value is None else value, minimum=field.minimum,
-                     maximum=field.maximum, step=1 if integer else 0.01, precision=0 if integer else None)
+                     maximum=app_maximum(field), step=1 if integer else 0.01, precision=0 if integer else None)
     elif kind == "dropdown":
         props["choices"] = list(field.choices)
     elif kind == "textbox" and field.type is list:
@@ -69,10 +69,13 @@ def _props(field: Field, value: Any) -> dict[str, Any]:
 
 def _bounds(field: Field) -> str:
     whole = "A whole number" if field.type is int else "A number"
+    maximum = app_maximum(field)
+    if field.minimum is not None and maximum is not None:
+        return f"({whole}, {field.minimum:g} to {maximum:g}.)"
     if field.minimum is not None:
         return f"({whole}, at least {field.minimum:g}.)"
-    if field.maximum is not None:
-        return f"({whole}, at most {field.maximum:g}.)"
+    if maximum is not None:
+        return f"({whole}, at most {maximum:g}.)"
     return f"({whole}.)"
 
 

@@ -11,14 +11,27 @@ imports nothing from either.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 # Where the question goes, in order of preference.
 QUESTION_NAMES = ("prompt", "question", "text", "query")
 JSON_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool,
                                "array": list}
 TYPE_NAMES: dict[type, str] = {kind: name for name, kind in JSON_TYPES.items()}
+# A public host pays for every token a visitor asks for, and many models publish no upper bound on
+# their lengths (MiniGPT-4's max_length, LLaVA's max_tokens: 1,000,000,000 reached the paid API),
+# so the app caps every whole-number input named for a length or a token count at a little above
+# MiniGPT-4's default max_length (4000); a model's own smaller maximum still applies.
+MAX_LENGTH_INPUT = 4096
+_LENGTH_NAME = re.compile(r"(?:^|_)(?:length|tokens?)(?:_|$)")
+# No model's number input means anything further from zero (1e300 reached the paid API as a
+# temperature): beyond it a value is a slip or an attack.
+MAX_NUMBER = 1_000_000
+# A lone UTF-16 surrogate is a Python string but not Unicode text: it cannot be encoded to send.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+NOT_TEXT = "contains a character that is not text (an unpaired surrogate, U+D800 to U+DFFF): remove it"
 
 
 @dataclass(frozen=True)
@@ -192,10 +205,12 @@ def control_kind(field: Field) -> str:
     return "lines" if field.type is list else "textbox"
 
 
-def validate(fields: tuple[Field, ...], inputs: Mapping[str, Any]) -> dict[str, Any]:
+def validate(fields: tuple[Field, ...], inputs: Mapping[str, Any],
+             also: Callable[[Field, Any], Problem | None] | None = None) -> dict[str, Any]:
     """Check an input dict against fields; return it complete with the defaults.
 
-    Raises InputError listing every missing, unknown, mistyped, out-of-range or unlisted value.
+    Raises InputError listing every missing, unknown, mistyped, out-of-range or unlisted value, and
+    what `also` (the caller's own rules, e.g. `app_rules`) says of each value the fields allow.
     An optional input without a default is left out when absent (the model decides).
     """
     by_name = {f.name: f for f in fields}
@@ -216,7 +231,7 @@ def validate(fields: tuple[Field, ...], inputs: Mapping[str, Any]) -> dict[str, 
         except TypeError as exc:
             problems.append(Problem(field.name, "invalid_type", str(exc)))
             continue
-        problem = _check(field, value)
+        problem = _check(field, value) or (also(field, value) if also else None)
         if problem is not None:
             problems.append(problem)
             continue
@@ -239,6 +254,39 @@ def _check(field: Field, value: Any) -> Problem | None:
     return None
 
 
+def app_maximum(field: Field) -> float | None:
+    """The largest value the app sends for `field`: its own maximum, or MAX_LENGTH_INPUT for a
+    length or token count when that is smaller."""
+    if field.type is int and _LENGTH_NAME.search(field.name):
+        return MAX_LENGTH_INPUT if field.maximum is None else min(field.maximum, MAX_LENGTH_INPUT)
+    return field.maximum
+
+
+def app_rules(field: Field, value: Any) -> Problem | None:
+    """What a public app refuses of a value the model allows: a length or token count over
+    MAX_LENGTH_INPUT, a number further than MAX_NUMBER from 0, text that is not valid Unicode."""
+    cap = app_maximum(field)
+    if field.type is int and cap is not None and value > cap:
+        return Problem(field.name, "app_maximum", f"must be at most {cap:,}")
+    if field.type is float and abs(value) > MAX_NUMBER:
+        bound = ("at most " if value > 0 else "at least -") + f"{MAX_NUMBER:,}"
+        return Problem(field.name, "app_maximum", f"must be {bound}")
+    if not is_text(value):
+        return Problem(field.name, "invalid_text", NOT_TEXT)
+    return None
+
+
+def is_text(value: Any) -> bool:
+    """Whether every string in `value` (a string, or lists and objects of them) is valid Unicode."""
+    if isinstance(value, str):
+        return not _SURROGATE.search(value)
+    if isinstance(value, list):
+        return all(is_text(item) for item in value)
+    if isinstance(value, dict):
+        return all(is_text(key) and is_text(item) for key, item in value.items())
+    return True
+
+
 def _coerce(field: Field, value: Any) -> Any:
     """Return value as the field's type, or raise TypeError; bools are never numbers."""
     if field.type is str:
@@ -259,8 +307,14 @@ def _coerce(field: Field, value: Any) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-    elif isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
+    elif isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float: no more a number than infinity
+            number = math.inf
+        if math.isfinite(number):
+            return number
+        raise TypeError("Must be a finite number")
     raise TypeError(f"Invalid type. Expected: {field.json_type}, given: {type(value).__name__}")
 
 

@@ -20,8 +20,10 @@ def problem(item: schema.Problem, spec: ModelSpec = schema.SPEC) -> str:
         return f"{label} must be at least {_bound(field.minimum)}"
     if item.type == "number_lte" and field is not None and field.maximum is not None:
         return f"{label} must be at most {_bound(field.maximum)}"
-    if item.type == "app_maximum":
+    if item.type in ("app_maximum", "invalid_text"):
         return f"{label} {item.description}"
+    if item.type == "invalid_type" and item.description == "Must be a finite number":
+        return f"{label} must be a finite number"
     if item.type == "blank":
         return f"{label} is empty: enter a number"
     if item.type == "invalid_type" and field is not None and field.type is int \

@@ -93,3 +93,34 @@ def test_without_a_model_it_asks_minigpt4(client, photo):
                            parameters='{"max_new_tokens": 4}', api_name="/ask_model")
     picture = measure(Image.open(photo).convert("RGB"))
     assert final.split() == stand_in_answer("MiniGPT-4", "Be brief", picture).split()[:4]
+
+
+def _count(server) -> int:
+    return len(requests.get(f"{server.url}/v1/predictions", headers={"Authorization": f"Bearer {TOKEN}"},
+                            timeout=5).json()["results"])
+
+
+@pytest.mark.parametrize("model, parameters, message", [
+    # Issue 18: these reached the paid API as they were.
+    ("yorickvp/llava-13b", '{"max_tokens": 1000000000}', "max_tokens: must be at most 4,096"),
+    ("yorickvp/llava-13b", '{"temperature": 1e300}', "temperature: must be at most 1,000,000"),
+    ("yorickvp/llava-13b", '{"temperature": -1e300}', "temperature: Must be greater than or equal to 0"),
+    ("yorickvp/llava-13b", '{"temperature": NaN}', "temperature: Must be a finite number"),
+    ("yorickvp/llava-13b", '{"top_p": Infinity}', "top_p: Must be a finite number"),
+    ("yorickvp/llava-13b", '{"temperature": 1' + "0" * 400 + "}", "temperature: Must be a finite number"),
+    ("", '{"max_new_tokens": 1000000000, "max_length": 5000}',
+     "max_length: must be at most 4,096; max_new_tokens: must be at most 4,096"),
+])
+def test_what_a_paid_api_would_charge_for_is_capped(client, backend_server, photo, model, parameters, message):
+    before = _count(backend_server)
+    with pytest.raises(AppError, match="^Please fix: " + message + "$"):
+        client.predict(image=handle_file(photo), prompt="Hi", model=model, parameters=parameters,
+                       api_name="/ask_model")
+    assert _count(backend_server) == before  # nothing reached the API
+
+
+def test_a_token_count_at_the_cap_is_sent(client, backend_server, photo):
+    client.predict(image=handle_file(photo), prompt="Hi", model="yorickvp/llava-13b",
+                   parameters='{"max_tokens": 4096, "temperature": 1000000}', api_name="/ask_model")
+    sent = _latest_prediction(backend_server)["input"]
+    assert (sent["max_tokens"], sent["temperature"]) == (4096, 1000000)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from minigpt4_ui import model_schema, schema
+from minigpt4_ui import model_controls, model_schema, schema
 from minigpt4_ui.model_schema import Field, UnmappableSchema, control_kind, read_schema
 
 STREAM = {"type": "array", "items": {"type": "string"}, "title": "Output",
@@ -141,3 +141,49 @@ def test_minigpt4_is_one_model_spec_and_round_trips_through_its_published_schema
     assert (spec.image, spec.question, spec.streams) == ("image", "prompt", False)
     assert [control_kind(f) for f in schema.SPEC.parameters] == [
         "number", "number", "slider", "slider", "slider", "slider"]
+
+
+@pytest.mark.parametrize("field, cap", [
+    (Field("max_tokens", "Max tokens", int, minimum=0), 4096),
+    (Field("max_new_tokens", "Max new tokens", int), 4096),
+    (Field("min_length", "Min length", int), 4096),
+    (Field("max_output_tokens", "Max output tokens", int, maximum=100_000), 4096),
+    (Field("max_length", "Max length", int, maximum=512), 512),  # the model's own smaller one
+    (Field("length_penalty", "Length penalty", float), None),  # not a count
+    (Field("seed", "Seed", int), None),
+    (Field("num_beams", "Beams", int, maximum=10), 10),
+])
+def test_every_models_lengths_are_capped_and_the_controls_say_so(field, cap):
+    assert model_schema.app_maximum(field) == cap
+    if cap is not None:
+        assert model_schema.app_rules(field, cap) is None
+        assert model_schema.app_rules(field, cap + 1).description == f"must be at most {cap:,}"
+    spec = read_schema(openapi(_input_with(field)), model="o/n", version=None)
+    props = model_controls._props(spec.field(field.name), field.default)
+    if control_kind(field) == "slider":
+        assert props["maximum"] == cap
+    elif cap is not None:
+        assert props["info"].endswith((f" to {cap}.)", f"at most {cap}.)"))
+
+
+def _input_with(field: Field) -> dict:
+    return {"type": "object", "properties": {
+        "image": {"type": "string", "format": "uri"}, "prompt": {"type": "string"},
+        field.name: {"type": field.json_type, **{k: getattr(field, k) for k in ("minimum", "maximum")
+                                                 if getattr(field, k) is not None}}}}
+
+
+@pytest.mark.parametrize("value, message", [
+    (1e300, "must be at most 1,000,000"), (-1e7, "must be at least -1,000,000"), ("a\ud800", None),
+])
+def test_absurd_numbers_and_text_that_is_not_unicode_are_refused(value, message):
+    field = Field("temperature", "Temperature", float) if message else Field("prompt", "Prompt", str)
+    problem = model_schema.app_rules(field, value)
+    assert problem.description == (message or model_schema.NOT_TEXT)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10 ** 400])
+def test_numbers_that_are_not_finite_are_refused_as_such(value):
+    with pytest.raises(model_schema.InputError) as info:
+        model_schema.validate((Field("temperature", "Temperature", float),), {"temperature": value})
+    assert info.value.problems[0].description == "Must be a finite number"
