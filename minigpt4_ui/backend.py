@@ -49,9 +49,10 @@ class Backend:
 
     def answered_by(self, model: str, visitor_token: str | None) -> str:
         """Who writes an answer for `model` ("SmolVLM-256M-Instruct (int8, …) on this machine")."""
-        if normalise_token(visitor_token) is not None or not self.embedded:
-            where = "Replicate" if self.embedded or self.client.base_url == DEFAULT_BASE_URL \
-                else "this host's predictions API"
+        if normalise_token(visitor_token) is not None:
+            return f"{model} on Replicate"
+        if not self.embedded:
+            where = "Replicate" if self.client.base_url == DEFAULT_BASE_URL else "this host's predictions API"
             return f"{model} on {where}"
         if model in self.answerers:
             return self.answerers[model]()
@@ -64,8 +65,9 @@ class Backend:
         token = normalise_token(visitor_token)
         if token is None:
             return self.client
-        base_url = DEFAULT_BASE_URL if self.embedded else self.client.base_url
-        return Client(token=token, base_url=base_url, model=self.client.model,
+        # Replicate's own address, whatever the host's is: a token for Replicate is no business
+        # of the host's own server (REPLICATE_BASE_URL), which could read and keep it.
+        return Client(token=token, base_url=DEFAULT_BASE_URL, model=self.client.model,
                       version=self.client.version, timeout=self.client.timeout)
 
 
@@ -94,12 +96,13 @@ def local_model_notice(name: str) -> str:
             f"[MiniGPT-4]({MODEL_PAGE}). To ask MiniGPT-4, add your Replicate token under *Settings and history*.")
 
 
-def cog_notice(url: str, streams: bool) -> str:
+def cog_notice(streams: bool) -> str:
+    """The banner of a Cog container; its address is the host's to know, not every visitor's."""
     how = ("Answers stream as the model writes them." if streams else
            "Answers arrive whole: the container has no callback address (`--cog-callback-url`) "
            "to send progress to.")
-    return (f"**Self-hosted model:** answers come from the Cog container at `{url}`; images stay "
-            f"on your machines. {how} While the container boots (minutes for MiniGPT-4's "
+    return ("**Self-hosted model:** answers come from a Cog container the host runs; images stay "
+            f"on the host's machines. {how} While the container boots (minutes for MiniGPT-4's "
             "weights) questions wait in *Starting*, with its setup logs.")
 
 
@@ -143,7 +146,7 @@ def _embedded(settings: Settings) -> Backend:
         cog = CogPredictor(settings.cog_url, callback_url=settings.cog_callback_url)
         options = {"predictor": cog, "openapi_schema": cog.openapi_schema,
                    "tokens_per_second": None}
-        notice = cog_notice(settings.cog_url, cog.streams)
+        notice = cog_notice(cog.streams)
         answerers = {MODEL: lambda: "the model in the Cog container"}
         close_predictor = cog.close
     elif settings.local_model:

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 import gradio as gr
 
@@ -24,7 +24,7 @@ from .backend import normalise_token
 from .conversation import model_inputs
 from .guard import LimitError
 from .model_refs import ModelRefError, UnknownModel
-from .model_schema import InputError, ModelSpec, UnmappableSchema
+from .model_schema import NOT_TEXT, InputError, ModelSpec, UnmappableSchema, is_text
 from .replicate_api import Client, ReplicateError
 from .handlers import Record, Studio, history_table, status_details, status_title_by, target
 
@@ -102,11 +102,15 @@ class Comparer:
         """Every contender's inputs, checked; raises ValueError naming the contender and the problem."""
         if not (question or "").strip():
             raise ValueError("Type a question first.")
+        if not is_text(question):
+            raise ValueError(f"The question {NOT_TEXT}.")
         if not image:
             raise ValueError("Add an image first (upload, paste or webcam).")
         panes = []
         for index in range(int(count)):
             model, parameters = contenders[2 * index], contenders[2 * index + 1]
+            if not is_text(model):  # before it is named in a message
+                raise ValueError(f"Contender {index + 1}: the model {NOT_TEXT}.")
             where = f"Contender {index + 1} ({(model or '').strip() or 'no model'})"
             spec = None
             try:
@@ -147,14 +151,16 @@ class Comparer:
             panes = self._plan(image, question, count, contenders)
             visitor = self.studio.visitor(request, visitor_token)
             with self.studio.guard.slot(session, visitor, predictions=len(panes)):
-                yield from self._run(Comparison(image, question, panes), records, visitor_token, slot.stop)
+                last = yield from self._run(Comparison(image, question, panes), records, visitor_token, slot.stop)
         except (ValueError, LimitError) as exc:
-            yield [gr.skip(), gr.skip(), gr.skip(), str(exc), *_running(False)] + [gr.skip()] * (4 * MAX_CONTENDERS)
+            last = [gr.skip(), gr.skip(), gr.skip(), str(exc), *_running(False)] + [gr.skip()] * (4 * MAX_CONTENDERS)
         finally:
             self.studio.slots.free(session, slot)
+        yield last  # once the slot is free (see Studio.respond)
 
     def _run(self, comparison: Comparison, records: list, visitor_token: str,
-             stop: threading.Event) -> Iterator[list]:
+             stop: threading.Event) -> Generator[list, None, list]:
+        """Yield the panes as they change; return the last update (the one that shows Compare)."""
         client = self.studio.backend.client_for(visitor_token)
         changed: queue.Queue = queue.Queue()
         for pane in comparison.panes:
@@ -175,7 +181,7 @@ class Comparer:
                 yield self._render(comparison, gr.skip(), gr.skip(), gr.skip(), running=True)
             records = list(records) + [_record(comparison, index, visitor_token)
                                        for index in range(len(comparison.panes))]
-            yield self._render(comparison, comparison, records, history_table(records), running=False)
+            return self._render(comparison, comparison, records, history_table(records), running=False)
         finally:
             stop.set()  # a closed tab ends this generator early: every contender cancels its prediction
 

@@ -20,10 +20,11 @@ def visitor_address(peer: str, forwarded: str, *, hops: int) -> str:
     With `hops` trusted proxies in front, that is the X-Forwarded-For entry the proxy nearest the
     visitor added, `hops` from the right: the entries to its left are whatever the client wrote. Without
     proxies (or when they added fewer entries than expected) it is the connection's `peer`. An IPv6
-    visitor is their /64, the block one subscriber is usually given and can rotate through.
+    visitor is their /64, the block one subscriber is usually given and can rotate through. An
+    entry with a port (`1.2.3.4:80`, `[v6]:80`) or in brackets (`[v6]`) is the bare address.
     """
     entries = [entry.strip() for entry in forwarded.split(",") if entry.strip()]
-    address = entries[-hops] if hops and len(entries) >= hops else peer
+    address = _host(entries[-hops]) if hops and len(entries) >= hops else peer
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -31,6 +32,16 @@ def visitor_address(peer: str, forwarded: str, *, hops: int) -> str:
     if isinstance(ip, ipaddress.IPv6Address):
         return str(ip.ipv4_mapped or ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
+
+
+def _host(entry: str) -> str:
+    """An X-Forwarded-For entry without its port or brackets; anything else as it is."""
+    if entry.startswith("["):
+        host, closed, _ = entry[1:].partition("]")
+        return host if closed else entry
+    host, colon, port = entry.rpartition(":")
+    # One colon is IPv4 and a port; a bare IPv6 address has several.
+    return host if colon and ":" not in host and port.isdigit() else entry
 
 
 def request_visitor(request, *, hops: int) -> str:

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Generator, Iterator, NamedTuple, Sequence
 
 import gradio as gr
 
@@ -20,10 +20,10 @@ from . import answer_text, chat, chat_messages, export, images, model_controls, 
 from .answer_slots import AnswerSlot, AnswerSlots
 from .backend import Backend, normalise_token
 from .conversation import model_inputs
-from .guard import Guard, LimitError, visitor_address
+from .guard import Guard, LimitError, request_visitor
 from .model_refs import ModelRefError, Resolver, UnknownModel
 from .model_schema import ModelSpec, UnmappableSchema
-from .replicate_api import ReplicateError
+from .replicate_api import ReplicateError, shown_prediction
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -151,8 +151,7 @@ class Studio:
         """Who pays: None when not the host's token (own token, embedded backend), else the visitor."""
         if request is None or normalise_token(visitor_token) or self.backend.embedded:
             return None
-        peer = request.client.host if request.client else "unknown"
-        return visitor_address(peer, request.headers.get("x-forwarded-for", ""), hops=self.settings.proxy_hops)
+        return request_visitor(request, hops=self.settings.proxy_hops)
 
     def api_slot(self, request: gr.Request | None):
         """The guard's slot for an API call (host-paid ones count against the visitor's hour)."""
@@ -290,16 +289,20 @@ class Studio:
         slot.started = True
         try:
             with self.guard.slot(session, self.visitor(request, visitor_token)):
-                yield from self._respond(image, question, history, records, visitor_token, spec,
-                                         model_controls.params(spec, values), slot)
+                last = yield from self._respond(image, question, history, records, visitor_token, spec,
+                                                model_controls.params(spec, values), slot)
         except LimitError as exc:
-            yield Answer(history + [chat_messages.status(str(exc), done=True)], records,
-                         history_table(records), gr.skip(), gr.skip(), gr.skip(), *_answering(False))
+            last = Answer(history + [chat_messages.status(str(exc), done=True)], records,
+                          history_table(records), gr.skip(), gr.skip(), gr.skip(), *_answering(False))
         finally:
             self.slots.free(session, slot)
+        # Shown only once the slot is free: under load the page can show Send and take the next
+        # question before this generator resumes past its last update.
+        yield last
 
     def _respond(self, image: str, question: str, history: list, records: list, visitor_token: str,
-                 spec: ModelSpec, params: dict, slot: AnswerSlot) -> Iterator[Answer]:
+                 spec: ModelSpec, params: dict, slot: AnswerSlot) -> Generator[Answer, None, Answer]:
+        """Yield the answer's progress; return its last update (the one that shows Send again)."""
         history = list(history)
         records = list(records)
         views = (gr.skip(), gr.skip(), gr.skip())
@@ -325,8 +328,7 @@ class Studio:
                 at += 1
             if slot.stop.is_set():
                 show("Stopped by you before the answer started", done=True)
-                yield update(done=True)
-                return
+                return update(done=True)
             inputs = chat.build_model_input(spec, image, turn.inputs)
             client = self.backend.client_for(visitor_token)
             # MiniGPT-4 runs the version the host configured; other models the version picked.
@@ -362,7 +364,7 @@ class Studio:
             show(f"The app could not finish this answer ({type(exc).__name__}: {exc})", done=True)
         if not reply["content"]:
             history = [m for m in history if m is not reply]
-        yield update(done=True)
+        return update(done=True)
 
     @staticmethod
     def clear() -> tuple[None, str, str, list, str]:
@@ -397,7 +399,7 @@ class Studio:
             prediction = client.get(chosen.id)
         except ReplicateError as exc:
             return gr.skip(), f"Could not load that prediction: {exc}"
-        shown = {**prediction, "input": snippets.displayed_input(prediction.get("input") or {})}
+        shown = {**shown_prediction(prediction), "input": snippets.displayed_input(prediction.get("input") or {})}
         if chosen.feedback:
             shown["feedback"] = chosen.feedback
         return shown, ""

@@ -275,12 +275,14 @@ class Client:
                                                  headers={**self._headers, **(headers or {})},
                                                  timeout=self.timeout, stream=stream)
             except requests.Timeout:  # before ConnectionError: ConnectTimeout is both
-                raise Timeout(f"{_origin(url)} did not answer within {self.timeout:g} s") from None
+                log.warning("%s %s did not answer within %g s", method, _origin(url), self.timeout)
+                raise Timeout(f"{_named(url)} did not answer within {self.timeout:g} s") from None
             except requests.ConnectionError as exc:
                 reason = _connection_reason(exc)
                 delay = self.retry.after_connection_error(exc, method=method, attempt=attempt)
                 if delay is None:
-                    raise ConnectionFailed(f"could not reach {_origin(url)}: {reason}") from None
+                    log.warning("%s %s: %s", method, _origin(url), reason)
+                    raise ConnectionFailed(f"could not reach {_named(url)}: {reason}") from None
                 log.debug("%s %s: %s; retry %d/%d in %.1f s", method, url, reason, attempt + 1,
                           self.retry.max_retries, delay)
             else:
@@ -354,6 +356,38 @@ def _json(response: requests.Response) -> dict:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def _named(url: str) -> str:
+    """Who answers at `url`, in words a visitor may read: the messages reach every visitor, and a
+    host's own address is the host's to know (the log has it)."""
+    return "Replicate" if _is_replicate(url) else "the predictions API"
+
+
+def _is_replicate(url: object) -> bool:
+    """Whether `url` is one of Replicate's own (api.replicate.com, a replicate.com page)."""
+    if not isinstance(url, str):
+        return False
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return parts.scheme == "https" and (host == "replicate.com" or host.endswith(".replicate.com"))
+
+
+def replicate_page(prediction: dict) -> str | None:
+    """The prediction's page on Replicate (`urls.web`); None when it has none or it is elsewhere."""
+    web = (prediction.get("urls") or {}).get("web")
+    return web if _is_replicate(web) else None
+
+
+def shown_prediction(prediction: dict) -> dict:
+    """A prediction as a visitor may see it: of its `urls`, only its page on Replicate.
+
+    `get`, `cancel` and `stream` are the API's own addresses, which for a host's own server
+    (REPLICATE_BASE_URL, the embedded one) are the host's.
+    """
+    page = replicate_page(prediction)
+    shown = {key: value for key, value in prediction.items() if key != "urls"}
+    return {**shown, "urls": {"web": page}} if page else shown
 
 
 def _retry_after(response: requests.Response) -> float | None:

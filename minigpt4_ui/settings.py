@@ -35,6 +35,9 @@ class Settings:
     # Public-host limits: host-paid questions per visitor per hour (0 = off), waiting requests, upload size.
     visitor_limit_per_hour: int = 30
     max_queue: int = 128  # 0 = no cap
+    # A visitor's share of the queue (None: an eighth of it); 0 lets one address fill it, for an
+    # audience that all reaches the app through one NAT address.
+    max_queue_per_visitor: int | None = None
     max_upload_mb: int = 20
     # Seconds to connect, and between bytes of an answer, before a call to the API fails.
     api_timeout: float = 30.0
@@ -67,6 +70,8 @@ class Settings:
                    allow_private_urls=_flag(env, "MINIGPT4_ALLOW_PRIVATE_URLS"),
                    visitor_limit_per_hour=_count(env, "MINIGPT4_VISITOR_LIMIT_PER_HOUR", 30),
                    max_queue=_count(env, "MINIGPT4_MAX_QUEUE", 128),
+                   max_queue_per_visitor=(_count(env, "MINIGPT4_MAX_QUEUE_PER_VISITOR", 0)
+                                          if env.get("MINIGPT4_MAX_QUEUE_PER_VISITOR") else None),
                    max_upload_mb=_count(env, "MINIGPT4_MAX_UPLOAD_MB", 20),
                    api_timeout=_positive(env, "MINIGPT4_API_TIMEOUT") or 30.0,
                    local_model=env.get("MINIGPT4_LOCAL_MODEL") or None,

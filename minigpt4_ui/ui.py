@@ -217,7 +217,8 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
             with gr.Accordion(label="Your Replicate token", open=False):
                 visitor_token = gr.Textbox(
                     label="Replicate API token (optional)", type="password", placeholder="r8_…",
-                    info="Used for your session only, on Replicate: never stored or shared.")
+                    info="Used for your session only and sent only to Replicate (api.replicate.com): "
+                         "never stored or shared.")
             with gr.Accordion(label="View request", open=False):
                 request_json = gr.Code(label="Input sent (JSON)", language="json", interactive=False)
                 request_curl = gr.Code(label="curl (Replicate, with your own image file)", language="shell",
@@ -314,7 +315,10 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                                        concurrency_limit=CONCURRENCY_LIMIT)
     # api_open=False: queued events only through the queue, never around it by a direct POST.
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=settings.max_queue or None, api_open=False)
-    fair_queue.share_queue(demo._queue, limit=fair_queue.per_visitor(settings.max_queue),
+    share = settings.max_queue_per_visitor
+    if share is None:
+        share = fair_queue.per_visitor(settings.max_queue)
+    fair_queue.share_queue(demo._queue, limit=share,
                            visitor_of=functools.partial(request_visitor, hops=settings.proxy_hops))
     return demo
 

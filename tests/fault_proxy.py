@@ -32,6 +32,7 @@ class Seen:
     status: int | None = None
     faulted: bool = False
     body: bytes = field(default=b"", repr=False)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 class FaultProxy:
@@ -188,7 +189,8 @@ class FaultProxy:
                 self._body = self.rfile.read(length) if length else b""
                 self._status = None
                 fault = proxy._fault_for(self.command, self.path)
-                seen = Seen(self.command, self.path, faulted=fault is not None, body=self._body)
+                seen = Seen(self.command, self.path, faulted=fault is not None, body=self._body,
+                            headers=dict(self.headers))
                 with proxy._lock:
                     proxy.seen.append(seen)
                 if fault is None:

@@ -25,6 +25,7 @@ def test_each_answer_is_named_by_who_writes_it():
     assert backend.answered_by(MODEL, " r8_visitor ") == f"{MODEL} on Replicate"  # the visitor's own token
     remote = Backend(client=Client(token="t", base_url="http://10.0.0.5:5000", version=VERSION), embedded=False, notice="")
     assert remote.answered_by(MODEL, None) == f"{MODEL} on this host's predictions API"  # no address
+    assert remote.answered_by(MODEL, "r8_visitor") == f"{MODEL} on Replicate"  # theirs goes to Replicate only
 
 
 def test_offline_the_picker_and_compare_put_the_local_models_first():

@@ -36,7 +36,9 @@ def photo(tmp_path_factory):
 
 
 def test_the_answer_streams_from_the_container_with_every_parameter(app, cog, photo):
-    assert f"answers come from the Cog container at `{cog.url}`" in requests.get(app.url, timeout=10).text
+    page = requests.get(app.url, timeout=10).text
+    # The container's address is the host's to know, not every visitor's (issue 18).
+    assert "answers come from a Cog container the host runs" in page and cog.url not in page
     client = Client(app.url, verbose=False)
     job = client.submit(image=handle_file(photo), prompt="What is this?", max_length=900,
                         max_new_tokens=90, num_beams=2, temperature=0.4, top_p=0.8,

@@ -208,7 +208,7 @@ def test_connection_refused(app, proxy, server, photo):
         message = ask_error(app, photo)
     finally:
         proxy.listen()
-    assert f"could not reach {proxy.url}: connection refused" in message
+    assert "could not reach the predictions API: connection refused" in message and proxy.url not in message
     MESSAGES["refused"] = message
     assert ask(app, photo, "Back again") == answered(server, "Back again")["output"]
 
@@ -277,7 +277,7 @@ def test_create_stall_past_the_read_timeout_is_a_timeout(proxy, photo):
     client = ApiClient(token=TOKEN, base_url=proxy.url, version=DEFAULT_VERSION, timeout=0.5)
     proxy.faults[CREATE] = proxy.stall(3)
     inputs = chat.build_input(photo, "Stalled create", schema.defaults())
-    with pytest.raises(Timeout, match=f"{proxy.url} did not answer within 0.5 s"):
+    with pytest.raises(Timeout, match="^the predictions API did not answer within 0.5 s$"):
         list(chat.ask(client, inputs))
 
 

@@ -1,6 +1,7 @@
 import pytest
+from starlette.requests import Request
 
-from minigpt4_ui.guard import Guard, LimitError, visitor_address
+from minigpt4_ui.guard import Guard, LimitError, request_visitor, visitor_address
 
 
 class Clock:
@@ -73,6 +74,11 @@ def test_visitors_are_forgotten_after_the_hour():
     ("6.6.6.6", 0, "10.0.0.9"),  # no trusted proxy: the header is the client's word
     ("2001:db8:1:2:aaaa::1", 1, "2001:db8:1:2::/64"),  # an IPv6 visitor is their /64
     ("::ffff:203.0.113.7", 1, "203.0.113.7"),
+    # A port or brackets do not make another visitor (issue 18).
+    ("6.6.6.6, 203.0.113.7:51234", 1, "203.0.113.7"),
+    ("[2001:db8:1:2:aaaa::1]:443", 1, "2001:db8:1:2::/64"),
+    ("[2001:db8:1:2:aaaa::1]", 1, "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:aaaa::1", 1, "2001:db8:1:2::/64"),  # colons of IPv6, not a port
 ])
 def test_the_visitor_is_who_the_trusted_proxy_saw(forwarded, hops, expected):
     assert visitor_address("10.0.0.9", forwarded, hops=hops) == expected
@@ -92,3 +98,11 @@ def test_a_comparison_larger_than_the_allowance_is_refused_in_words_and_breaks_n
             pass
     with guard.slot("s", "a", predictions=3):  # the refused visitor still has the whole allowance
         pass
+
+
+def test_every_x_forwarded_for_line_counts_in_order():
+    """Issue 18: only the first line was read, so a forged line of its own beat the limit."""
+    lines = [(b"x-forwarded-for", b"10.9.0.1"), (b"x-forwarded-for", b"6.6.6.6, 203.0.113.7:8080")]
+    request = Request({"type": "http", "headers": lines, "client": ("10.0.0.9", 5000)})
+    assert request_visitor(request, hops=1) == "203.0.113.7"
+    assert request_visitor(request, hops=3) == "10.9.0.1"

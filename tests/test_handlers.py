@@ -17,6 +17,7 @@ import requests
 
 from minigpt4_ui import chat, chat_messages as cm
 from minigpt4_ui.backend import Backend
+from minigpt4_ui.compare import MAX_CONTENDERS, Comparer
 from minigpt4_ui.replicate_api import Client
 from minigpt4_ui.settings import DEFAULT_VERSION, Settings
 from minigpt4_ui.handlers import BUSY, Answer, Record, Sent, Studio, history_table, status_title
@@ -249,7 +250,7 @@ def test_a_dead_backend_says_so_in_the_chat_and_keeps_the_question(photo):
     last = ask(studio, photo, "What is it?")[-1]
     assert cm.text(last.chat[0]) == "What is it?"  # still in the chat
     status = last.chat[-1]["metadata"]
-    assert status["title"].startswith("could not reach http://127.0.0.1:") and "connection refused" in status["title"]
+    assert status["title"] == "could not reach the predictions API: connection refused"  # no address
     assert status["status"] == "done" and "id" not in status
     assert len(last.chat) == 2  # no empty answer bubble
     assert last.records[0].status == "error"
@@ -272,7 +273,8 @@ def test_a_visitors_hourly_allowance_is_said_in_the_chat(server, photo):
     assert studio.slots.current("tab-2") is None
     # The visitor's own token is not counted against the host's allowance.
     own = ask(studio, photo, "Mine", request=visitor("tab-3", host="198.51.100.4"), token="r8_visitor")[-1]
-    assert "the API token was rejected" in own.chat[-1]["metadata"]["title"]
+    # (It goes to Replicate, which the test machine cannot reach.)
+    assert own.chat[-1]["metadata"]["title"] == "could not reach Replicate: unknown host name"
 
 
 @pytest.mark.parametrize("progress, expected", [
@@ -299,7 +301,8 @@ def test_stop_cancels_the_prediction_and_keeps_the_partial_answer(slow_server, p
     answers = []
     for answer in studio.respond(me, photo, sent.question, through_the_browser(sent.chat), [], "", *values):
         answers.append(answer)
-        if len(answers[-1].chat[-1]["content"].split()) >= 2 and studio.slots.current("tab-1").stop.is_set() is False:
+        slot = studio.slots.current("tab-1")  # None on the last update: the slot is free by then
+        if len(answers[-1].chat[-1]["content"].split()) >= 2 and slot and not slot.stop.is_set():
             assert studio.stop(me) == "Stopping…"
     last = answers[-1]
     partial = last.chat[-1]["content"]
@@ -311,6 +314,35 @@ def test_stop_cancels_the_prediction_and_keeps_the_partial_answer(slow_server, p
     assert last.records[0].status == "canceled"
     assert (last.send, last.stop, last.new_chat) == (SHOWN, HIDDEN, SHOWN)
     assert studio.stop(me) == "" and studio.slots.current("tab-1") is None
+
+
+def test_the_update_that_shows_send_again_finds_the_session_free(server, photo):
+    """Under CPU load the page showed Send and took the next question before the answer's
+    generator had resumed past its last update, and the question was "still being written"."""
+    studio = studio_on(server, visitor_limit_per_hour=3)
+    me = visitor()
+    values = controls()
+    sent = studio.send(me, photo, "First?", [], *values)
+    stream = studio.respond(me, photo, sent.question, through_the_browser(sent.chat), [], "", *values)
+    last = next(answer for answer in stream if answer.send == SHOWN)  # the generator is held here
+    assert studio.slots.current("tab-1") is None
+    follow_up = studio.send(me, photo, "And then?", through_the_browser(last.chat), *values)
+    assert follow_up.message == "" and follow_up.question == "And then?"
+    assert list(stream) == []  # the first answer's stream ends without touching the new slot
+    assert studio.slots.current("tab-1") is not None
+
+
+def test_compare_lets_go_of_the_session_before_it_shows_compare_again(server, photo):
+    studio = studio_on(server)
+    comparer = Comparer(studio)
+    me = visitor()
+    contenders = ["daanelson/minigpt-4", '{"max_new_tokens": 3}'] * MAX_CONTENDERS
+    assert comparer.start(me, photo, "Which?", 2, *contenders)[0] == ""
+    stream = comparer.run(me, photo, "Which?", 2, "", [], *contenders)
+    last = next(update for update in stream if update[4] == SHOWN)  # Compare shown again; held here
+    assert studio.slots.current("tab-1") is None
+    assert comparer.start(me, photo, "Again?", 2, *contenders)[0] == ""
+    assert list(stream) == [] and last[3] == ""
 
 
 def test_stop_before_the_answer_starts_creates_no_prediction(server, photo):
@@ -407,8 +439,8 @@ def test_account_list_needs_the_visitors_own_token(server):
     assert listed == SKIP and message.startswith("Enter your own Replicate token above")
     assert "The host's predictions are never shown." in message
     listed, message = studio.account_predictions("r8_not_known_here")
-    assert listed == SKIP and message.startswith("Could not list predictions: ")
-    assert "token was rejected" in message
+    # The visitor's token goes to Replicate only, which the test machine cannot reach.
+    assert (listed, message) == (SKIP, "Could not list predictions: could not reach Replicate: unknown host name")
 
 
 def test_new_chat_empties_the_composer_and_the_chat():

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import requests
 from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
 from PIL import Image
 
 from minigpt4_ui import images
@@ -26,6 +25,7 @@ from minigpt4_ui.ui import EXAMPLES
 from .apprunner import RunningApp
 from .attacks import TrickleServer, pixel_bomb_png
 from .fault_proxy import wait_for
+from .raw_gradio import Session
 
 ENDING = "Ask MiniGPT-4 itself for that."  # the last words of a full report
 
@@ -45,11 +45,12 @@ def photo(workdir) -> str:
 @pytest.fixture(scope="module")
 def app(workdir):
     """The embedded backend; image URLs may be on loopback (the hostile hosts here are); its
-    temporary files go to folders of this test's own."""
+    temporary files go to folders of this test's own. Behind one proxy, so that each URL load can
+    come from a visitor of its own (one visitor may hold only a share of the queue)."""
     tmp = workdir / "tmp"
     tmp.mkdir()
     running = RunningApp({"MINIGPT4_ALLOW_PRIVATE_URLS": "1", "MINIGPT4_TOKENS_PER_SECOND": "400",
-                          "TMPDIR": str(tmp), "GRADIO_TEMP_DIR": str(tmp / "gradio")}, workdir / "app.log")
+                          "MINIGPT4_TRUSTED_PROXY_HOPS": "1", "TMPDIR": str(tmp), "GRADIO_TEMP_DIR": str(tmp / "gradio")}, workdir / "app.log")
     running.tmp = tmp
     yield running
     running.close()
@@ -64,8 +65,10 @@ def _load_url_event(app) -> tuple[int, int]:
 
 
 def _join_load_url(app, event: tuple[int, int], url: str) -> str:
+    """Joins one Load URL click, as a visitor of its own, and returns its session."""
     session = secrets.token_hex(6)
-    requests.post(app.url + "gradio_api/queue/join", timeout=30, json={
+    visitor = ".".join(str(b) for b in secrets.token_bytes(4))
+    requests.post(app.url + "gradio_api/queue/join", timeout=30, headers={"X-Forwarded-For": visitor}, json={
         "data": [url], "fn_index": event[0], "trigger_id": event[1], "session_hash": session,
         "event_data": None}).raise_for_status()
     return session
@@ -83,7 +86,7 @@ def _result(app, session: str, timeout: float = 30) -> dict:
 
 
 def test_pages_and_answers_are_served_while_64_trickling_url_loads_are_pending(app, photo):
-    """Each of 64 image URLs trickles a header byte every 3 s (a per-read timeout never fires).
+    """Each of 64 visitors' image URLs trickles a header byte every 3 s (a per-read timeout never fires).
     Pages and an ordinary question are served as usual; at most 16 loads hold a thread at once;
     each is cut off at its deadline."""
     event = _load_url_event(app)
@@ -191,23 +194,54 @@ def paid_app(workdir):
         running.close()
 
 
+def _paid_ask(app, photo: str, prompt: str, *forwarded: str) -> str:
+    """`ask` with one X-Forwarded-For line per entry of `forwarded`: "answered" or "refused"."""
+    session = Session(app.url, headers=[("X-Forwarded-For", line) for line in forwarded])
+    data = session.defaults("ask")
+    data[:4] = [session.upload(photo), prompt, data[2], 2]  # max_new_tokens: 2
+    done = session.queued("ask", data)
+    if done["success"]:
+        return "answered"
+    assert "This demo allows 3 questions per hour per visitor" in done["output"]["error"]
+    return "refused"
+
+
 def test_a_rotated_x_forwarded_for_does_not_beat_the_hourly_limit(paid_app, photo):
-    """Each request carries what the proxy delivers: the client's own (forged, rotated) entry,
-    then the address the proxy saw, which the client cannot choose."""
+    """Each request carries what the proxy delivers: the client's own (forged, rotated) entries,
+    then the address the proxy saw, which the client cannot choose. Issue 18: a forged line of its
+    own (only the first line was read) and a port after the address each beat the limit."""
     app, server, token = paid_app
-    outcomes = []
-    for n in range(6):
-        client = Client(app.url, verbose=False, headers={"X-Forwarded-For": f"10.9.{n}.1, 203.0.113.7"})
-        try:
-            client.predict(image=handle_file(photo), prompt=f"Paid {n}", max_new_tokens=2, api_name="/ask")
-            outcomes.append("answered")
-        except AppError as exc:
-            assert "This demo allows 3 questions per hour per visitor" in str(exc)
-            outcomes.append("refused")
+    seen = [f"203.0.113.7{port}" for port in ("", ":5001", ":5002", "", ":5003", ":5004")]
+    outcomes = [_paid_ask(app, photo, f"Paid {n}", f"10.9.{n}.1", f"10.8.{n}.1, {proxy}")
+                for n, proxy in enumerate(seen)]
     assert outcomes == ["answered"] * 3 + ["refused"] * 3
+    # An IPv6 visitor with and without brackets and a port is one visitor too.
+    v6 = ["2001:db8:5::9", "[2001:db8:5::9]:443", "[2001:db8:5::9]", "[2001:db8:5:0:1::9]:80"]
+    assert [_paid_ask(app, photo, f"Six {n}", f"10.7.{n}.1, {proxy}") for n, proxy in enumerate(v6)] \
+        == ["answered"] * 3 + ["refused"]
     # Another visitor, as the proxy saw them, still has their own allowance.
     other = Client(app.url, verbose=False, headers={"X-Forwarded-For": "203.0.113.8"})
     assert other.predict(image=handle_file(photo), prompt="Me", max_new_tokens=2, api_name="/ask")
     listed = requests.get(server.url + "/v1/predictions", headers={"Authorization": f"Bearer {token}"},
                           timeout=5).json()["results"]
-    assert len(listed) == 4
+    assert len(listed) == 7
+
+
+def test_a_comparison_larger_than_the_allowance_is_refused_in_words_and_breaks_no_one(paid_app, photo):
+    """Issue 18: four contenders against an allowance of 3 raised IndexError in the guard (a red
+    "Error"), and the empty history it left broke every visitor's next question."""
+    app, _, _ = paid_app
+    session = Session(app.url, headers=[("X-Forwarded-For", "203.0.113.60")])
+    image = session.upload(photo)
+    contenders = ["daanelson/minigpt-4", '{"max_new_tokens": 2}'] * 4
+    started = session.defaults("start")
+    started[:3], started[3:11] = [image, "Which?", 4], contenders
+    assert session.run("start", started)[0] == ""
+    data = session.defaults("run")
+    data[:5], data[5:13] = [image, "Which?", 4, "", []], contenders
+    ran = session.queued("run", data)
+    assert ran["success"], ran
+    assert ran["output"]["data"][3].startswith("This asks 4 questions at once, and this demo allows 3 per hour")
+    # The same visitor and a new one still ask as usual.
+    assert _paid_ask(app, photo, "After", "203.0.113.60") == "answered"
+    assert _paid_ask(app, photo, "Other", "203.0.113.61") == "answered"

@@ -48,7 +48,9 @@ def img_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    running = RunningApp({"MINIGPT4_TOKENS_PER_SECOND": "100"}, tmp_path_factory.mktemp("iso") / "app.log")
+    """The embedded backend; its many sessions all come from one address, allowed to fill the queue."""
+    running = RunningApp({"MINIGPT4_TOKENS_PER_SECOND": "100", "MINIGPT4_MAX_QUEUE_PER_VISITOR": "0"},
+                         tmp_path_factory.mktemp("iso") / "app.log")
     yield running
     running.close()
 
@@ -132,8 +134,10 @@ def test_chat_sessions_each_get_their_own_answer_and_their_own_stop(img_dir):
 
 @pytest.fixture(scope="module")
 def slow_app(tmp_path_factory):
-    """The embedded backend at 4 words a second, a queue of 2 and 1 MB uploads."""
+    """The embedded backend at 4 words a second, a queue of 2 that one visitor may fill (the
+    visitor's share is tested in test_hostile_requests) and 1 MB uploads."""
     running = RunningApp({"MINIGPT4_TOKENS_PER_SECOND": "4", "MINIGPT4_MAX_QUEUE": "2",
+                          "MINIGPT4_MAX_QUEUE_PER_VISITOR": "0",
                           "MINIGPT4_MAX_UPLOAD_MB": "1"}, tmp_path_factory.mktemp("slow") / "app.log")
     yield running
     running.close()
@@ -174,7 +178,7 @@ def test_uploads_over_the_limit_are_refused(slow_app, img_dir):
         response = requests.post(slow_app.url + "gradio_api/upload", files={"files": ("big.bmp", handle)},
                                  timeout=30)
     assert response.status_code == 413
-    assert "File size exceeded maximum allowed size of 1048576 bytes" in response.text
+    assert response.json() == {"detail": "An upload is limited to 1 MB; this one is larger."}
     client = Client(slow_app.url, verbose=False)
     with pytest.raises(ValueError, match="exceeds the maximum file size of 1048576 bytes"):
         client.predict(image=handle_file(str(big)), prompt="Too big?", api_name="/ask")

@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image
 
-from minigpt4_ui.replicate_api import AuthenticationError, Client, InvalidInputError
+from minigpt4_ui.replicate_api import AuthenticationError, Client, InvalidInputError, replicate_page, shown_prediction
 from minigpt4_ui.server import start_background
 from minigpt4_ui.settings import DEFAULT_VERSION
 
@@ -104,3 +104,17 @@ def test_wrong_token_is_an_authentication_error(server):
     client = Client(token="wrong", base_url=server.url, version="v")
     with pytest.raises(AuthenticationError, match="check REPLICATE_API_TOKEN"):
         client.get("anything")
+
+
+@pytest.mark.parametrize("urls, shown", [
+    ({"get": "http://127.0.0.1:5000/v1/predictions/p1", "web": "https://replicate.com/p/p1"},
+     {"web": "https://replicate.com/p/p1"}),
+    ({"get": "http://10.0.0.5/v1/predictions/p1", "stream": "http://10.0.0.5/v1/streams/p1",
+      "web": "http://10.0.0.5/p/p1"}, None),
+    ({"web": "https://replicate.com.example.org/p/p1"}, None),
+])
+def test_a_prediction_is_shown_without_the_hosts_addresses(urls, shown):
+    """Issue 18: the History panel showed `urls.get`, `cancel` and `stream` of the host's server."""
+    prediction = {"id": "p1", "status": "succeeded", "urls": urls}
+    assert shown_prediction(prediction).get("urls") == shown
+    assert replicate_page(prediction) == (shown or {}).get("web")

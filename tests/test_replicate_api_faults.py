@@ -198,7 +198,8 @@ def test_connection_refused(monkeypatch):
     client = Client(token=TOKEN, base_url=base, version="v1", max_retries=2)
     with pytest.raises(ConnectionFailed) as caught:
         client.get("p1")
-    assert str(caught.value) == f"could not reach {base}: connection refused"
+    # The message reaches visitors, and the address is the host's (issue 18).
+    assert str(caught.value) == "could not reach the predictions API: connection refused"
     with pytest.raises(ConnectionFailed, match="connection refused"):
         client.create({})
 
@@ -208,7 +209,7 @@ def test_read_timeout(server):
     server.script("GET", "/v1/predictions/p1", server.stall)
     with pytest.raises(Timeout) as caught:
         client.get("p1")
-    assert str(caught.value) == f"{server.url} did not answer within 0.3 s"
+    assert str(caught.value) == "the predictions API did not answer within 0.3 s"
 
 
 # --- requests as sent ---------------------------------------------------------------------------

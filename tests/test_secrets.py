@@ -235,14 +235,15 @@ def test_the_chat_handlers_never_output_the_token(server, photo):
 
 
 def test_a_visitor_token_is_not_shown_either(server, photo):
-    """A visitor's own token is used for their calls and never written into any output."""
+    """A visitor's own token is used for their calls (on Replicate only, never on the host's
+    server: tests/test_public_host.py) and never written into any output."""
     visitor = "r8_VISITOR_SECRET_" + secrets.token_hex(16)
     client = ApiClient(token=TOKEN, base_url=server.url, version=DEFAULT_VERSION, poll_interval=0.05)
     studio = Studio(Backend(client=client, embedded=False, notice=""), Settings())
     text = "".join(chat_answer(studio, photo, "Mine?", visitor_token=visitor))
-    assert "the API token was rejected" in text  # the server does not know the visitor's token
+    assert "could not reach Replicate" in text  # from the test machine, which has no network
     listed = studio.account_predictions(visitor)
-    assert "the API token was rejected" in listed[1]
+    assert "could not reach Replicate" in listed[1]
     text += repr(listed)
     for needle in forms(visitor) + forms(TOKEN):
         assert needle not in text

@@ -36,3 +36,11 @@ def test_public_host_limits_are_configurable():
     assert Settings.from_env({}).proxy_hops == 0
     with pytest.raises(ValueError, match="MINIGPT4_MAX_QUEUE"):
         Settings.from_env({"MINIGPT4_MAX_QUEUE": "-2"})
+
+
+def test_a_visitors_share_of_the_queue_is_an_eighth_unless_set():
+    assert Settings.from_env({}).max_queue_per_visitor is None  # an eighth of the queue, in the app
+    assert Settings.from_env({"MINIGPT4_MAX_QUEUE_PER_VISITOR": "0"}).max_queue_per_visitor == 0
+    assert Settings.from_env({"MINIGPT4_MAX_QUEUE_PER_VISITOR": "40"}).max_queue_per_visitor == 40
+    with pytest.raises(ValueError, match="MINIGPT4_MAX_QUEUE_PER_VISITOR"):
+        Settings.from_env({"MINIGPT4_MAX_QUEUE_PER_VISITOR": "many"})

@@ -118,4 +118,7 @@ def test_no_answer_error_or_prompt_makes_the_browser_fetch(corpus_page: Page, be
             expect(ended).to_have_count(asked)
     # Everything shown; anything that could fetch has had its chance (an image loads as it renders).
     page.wait_for_function("() => [...document.querySelectorAll('img')].every(img => img.complete)")
+    shown = len(corpus(beacon.url))
+    # Read by bench/hostile.py.
+    print(f"beacons: {len(beacon)} fetches after {shown} constructs as answers and as errors, {asked} prompts")
     assert beacon == [], f"{len(beacon)} fetches, e.g. {beacon[:5]}"
