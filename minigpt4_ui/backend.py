@@ -106,6 +106,12 @@ def cog_notice(streams: bool) -> str:
             "weights) questions wait in *Starting*, with its setup logs.")
 
 
+def client_for(settings: Settings) -> Client:
+    """The wrapper's client for the configured API, token, model, version and timeout."""
+    return Client(token=settings.token, base_url=settings.base_url, model=settings.model,
+                  version=settings.version, timeout=settings.api_timeout)
+
+
 def connect(settings: Settings) -> Backend:
     """Use a Cog container when one is named, else Replicate (or REPLICATE_BASE_URL) when
     configured, else the embedded server with its own predictor.
@@ -123,8 +129,7 @@ def connect(settings: Settings) -> Backend:
         # The host's own API address is theirs to know, not every visitor's.
         where = "Replicate" if settings.base_url == DEFAULT_BASE_URL else "this host's predictions API"
         notice = f"**Backend:** `{settings.model}` on {where}."
-        return Backend(client=Client.from_settings(settings), embedded=False,
-                       notice=notice)
+        return Backend(client=client_for(settings), embedded=False, notice=notice)
 
     return _embedded(settings)
 
@@ -192,5 +197,5 @@ def _embedded(settings: Settings) -> Backend:
         folder.cleanup()
 
     local = replace(settings, token=token, base_url=server.url)
-    return Backend(client=Client.from_settings(local), embedded=True, notice=notice, close=close,
+    return Backend(client=client_for(local), embedded=True, notice=notice, close=close,
                    banner=banner, answerers=answerers)

@@ -22,7 +22,6 @@ import requests
 import urllib3
 
 from .facts import MODEL, REPLICATE_BASE_URL, TERMINAL
-from .settings import Settings
 from .sse import iter_events
 
 log = logging.getLogger(__name__)
@@ -164,12 +163,6 @@ class Client:
         self._headers = {"User-Agent": USER_AGENT}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "Client":
-        """A client for the configured API, token, model, version and timeout."""
-        return cls(token=settings.token, base_url=settings.base_url, model=settings.model,
-                   version=settings.version, timeout=settings.api_timeout)
 
     def __repr__(self) -> str:
         return (f"Client(base_url={self.base_url!r}, model={self.model!r}, "

@@ -43,3 +43,20 @@ def test_shared_modules_import_only_shared_modules(name):
 def test_no_two_modules_share_a_name():
     names = [path.stem for path in PACKAGE.rglob("*.py") if path.stem != "__init__"]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+WRAPPER = {"replicate_api", "sse"}
+
+
+@pytest.mark.parametrize("name", sorted(WRAPPER))
+def test_the_wrapper_imports_only_shared_modules_and_no_gradio(name):
+    """The wrapper stands alone (README, Programmatic use): the app builds its client from its own
+    settings, not the other way round."""
+    path = PACKAGE / f"{name}.py"
+    imported = {module.split(".")[0] for module in package_imports(path)}
+    assert imported <= SHARED | WRAPPER, f"{name}.py imports {sorted(imported - SHARED - WRAPPER)}"
+    third_party = {alias.name.split(".")[0] for node in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(node, ast.Import) for alias in node.names}
+    third_party |= {node.module.split(".")[0] for node in ast.walk(ast.parse(path.read_text()))
+                    if isinstance(node, ast.ImportFrom) and not node.level and node.module}
+    assert "gradio" not in third_party
