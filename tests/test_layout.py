@@ -50,7 +50,7 @@ WRAPPER = {"replicate_api", "sse"}
 
 @pytest.mark.parametrize("name", sorted(WRAPPER))
 def test_the_wrapper_imports_only_shared_modules_and_no_gradio(name):
-    """The wrapper stands alone (README, Programmatic use): the app builds its client from its own
+    """The wrapper stands alone (docs/programmatic-use.md): the app builds its client from its own
     settings, not the other way round."""
     path = PACKAGE / f"{name}.py"
     imported = {module.split(".")[0] for module in package_imports(path)}
