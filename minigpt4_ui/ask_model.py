@@ -61,7 +61,10 @@ def prepare(client: Client, resolver: Resolver, image: str | None, prompt: str, 
 def answers(client: Client, spec: ModelSpec, inputs: dict[str, Any]) -> Iterator[str]:
     """Ask `spec`'s model with `inputs` (see `prepare`); yield the growing answer. A failed
     prediction raises ReplicateError with the model's own message."""
-    for progress in chat.ask(client, inputs, model=spec.model, version=spec.version):
+    # The host's own model and version go where the client sends its own: its deployment, if any.
+    own = (spec.model, spec.version) == (client.model, client.version)
+    model, version = (None, None) if own else (spec.model, spec.version)
+    for progress in chat.ask(client, inputs, model=model, version=version):
         if progress.status == "failed":
             raise ReplicateError(wording.model_failed(progress.error))
         yield progress.text

@@ -15,12 +15,13 @@ from .facts import VERSION as DEFAULT_VERSION
 _OWNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def parse_deployment(ref: str | None) -> str | None:
-    """`owner/name` of a Replicate deployment, stripped; None for none; ValueError otherwise."""
+def parse_deployment(ref: str | None, *, source: str = "MINIGPT4_DEPLOYMENT") -> str | None:
+    """`owner/name` of a Replicate deployment, stripped; None for none; ValueError naming
+    `source` (the variable or flag) otherwise."""
     if ref is None or not ref.strip():
         return None
     if not _OWNER_NAME.match(ref.strip()):
-        raise ValueError(f"a deployment is named owner/name, got {ref!r}")
+        raise ValueError(f"{source} must name a deployment as owner/name, got {ref!r}")
     return ref.strip()
 
 

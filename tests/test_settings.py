@@ -21,7 +21,8 @@ def test_environment_names_match_the_official_client():
 
 
 @pytest.mark.parametrize("env", [{"MINIGPT4_VERSION": "nope:"}, {"MINIGPT4_TOKENS_PER_SECOND": "-1"},
-                                 {"MINIGPT4_TOKENS_PER_SECOND": "fast"}])
+                                 {"MINIGPT4_TOKENS_PER_SECOND": "fast"}, {"MINIGPT4_DEPLOYMENT": "no-owner"},
+                                 {"MINIGPT4_DEPLOYMENT": "a/b/c"}])
 def test_bad_values_are_named(env):
     with pytest.raises(ValueError, match=next(iter(env))):
         Settings.from_env(env)
@@ -44,3 +45,12 @@ def test_a_visitors_share_of_the_queue_is_an_eighth_unless_set():
     assert Settings.from_env({"MINIGPT4_MAX_QUEUE_PER_VISITOR": "40"}).max_queue_per_visitor == 40
     with pytest.raises(ValueError, match="MINIGPT4_MAX_QUEUE_PER_VISITOR"):
         Settings.from_env({"MINIGPT4_MAX_QUEUE_PER_VISITOR": "many"})
+
+
+def test_deployment_warm_up_and_mcp_switches():
+    assert (Settings.from_env({}).deployment, Settings.from_env({}).warm_up, Settings.from_env({}).mcp) == (
+        None, False, False)
+    settings = Settings.from_env({"MINIGPT4_DEPLOYMENT": " acme/minigpt4-event ", "MINIGPT4_WARM_UP": "1",
+                                  "MINIGPT4_MCP": "true"})
+    assert (settings.deployment, settings.warm_up, settings.mcp) == ("acme/minigpt4-event", True, True)
+    assert Settings.from_env({"GRADIO_MCP_SERVER": "True"}).mcp  # Gradio's own switch
