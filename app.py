@@ -2,13 +2,16 @@
 --cog URL] [--deployment OWNER/NAME] [--warm-up] [--mcp]` (also the Hugging Face Spaces entry point)."""
 
 import argparse
+import functools
 import signal
 import sys
 from dataclasses import replace
 
 from starlette.middleware import Middleware
 
-from minigpt4_ui import backend, ui
+from minigpt4_ui import backend, mcp_calls, ui
+from minigpt4_ui.guard import request_visitor
+from minigpt4_ui.mcp_calls import McpCalls
 from minigpt4_ui.request_limits import BoundedLog, RequestLimits
 from minigpt4_ui.server.predictors import PredictionError
 from minigpt4_ui.server.predictors.onnx_engine import PRECISIONS
@@ -89,9 +92,11 @@ def main() -> None:
         # how hosts and containers stop an app; by default it would end the process on the spot.
         signal.signal(signal.SIGTERM, lambda signum, frame: demo.close())
         limits = Middleware(RequestLimits, max_upload_bytes=settings.max_upload_mb * 1_000_000)
+        # An MCP tool call counts as its visitor's, in its own session (mcp_calls).
+        calls = Middleware(McpCalls, visitor_of=functools.partial(request_visitor, hops=settings.proxy_hops))
         demo.launch(theme=ui.THEME, css=ui.CSS, head=ui.HEAD, max_file_size=f"{settings.max_upload_mb}mb",
-                    state_session_capacity=SESSION_CAPACITY, app_kwargs={"middleware": [limits]},
-                    mcp_server=settings.mcp)
+                    state_session_capacity=SESSION_CAPACITY, mcp_server=settings.mcp,
+                    app_kwargs={"middleware": [limits, calls], "lifespan": mcp_calls.install(demo)})
         demo.close()
     finally:
         connected.close()
