@@ -23,6 +23,7 @@ import secrets
 from typing import Any, AsyncIterator, Awaitable, Callable, NamedTuple
 
 import anyio
+from gradio_client.utils import QueueError
 from starlette.requests import Request
 
 HEADER = "x-minigpt4-mcp-call"
@@ -30,6 +31,8 @@ _HEADER_BYTES = HEADER.encode()
 MCP_PATH = "/gradio_api/mcp"
 # Never leaves the process: the loopback that carries it goes from the app to itself.
 _SECRET = secrets.token_urlsafe(32)
+MAX_REFUSALS_KEPT = 1000
+_refusals: dict[str, str] = {}  # call id → why the queue refused its job
 
 
 class McpCall(NamedTuple):
@@ -52,6 +55,16 @@ def of(request: Any) -> McpCall | None:
     if not (hmac.compare_digest(secret, _SECRET) and call_id and visitor):
         return None
     return McpCall(call_id, visitor)
+
+
+def refused(request: Any, message: str) -> None:
+    """Keep why the queue refused an MCP call's job: Gradio's loopback client turns any refusal
+    into "Queue is full! Please try again.", and the call's answer says this instead."""
+    call = of(request)
+    if call is not None:
+        _refusals[call.call_id] = message
+        while len(_refusals) > MAX_REFUSALS_KEPT:  # calls whose client left before reading theirs
+            _refusals.pop(next(iter(_refusals)))
 
 
 class McpCalls:
@@ -104,22 +117,28 @@ def _without_upload_hint(server) -> None:
 
 def _cancel_when_abandoned(server) -> None:
     """Replace the MCP server's two ways of waiting for a job by ones that, when the wait is
-    cancelled (the client went away and the transport ended the call), cancel the job too."""
+    cancelled (the client went away and the transport ended the call), cancel the job too, and
+    that give a queue's refusal in the app's words."""
     with_progress = server._execute_tool_with_progress
+
+    def call_id() -> str | None:
+        call = of(server.mcp_server.request_context.request)
+        return call.call_id if call else None
 
     async def wait_without_progress(job) -> list:
         # Gradio's own wait holds the call until the job ends; abandoned here, the thread
         # returns as soon as the cancelled job does.
-        return [await _cancelling(job, anyio.to_thread.run_sync(job.result, abandon_on_cancel=True))]
+        waiting = anyio.to_thread.run_sync(job.result, abandon_on_cancel=True)
+        return [await _waited(job, waiting, call_id())]
 
     async def wait_with_progress(job, progress_token):
-        return await _cancelling(job, with_progress(job, progress_token))
+        return await _waited(job, with_progress(job, progress_token), call_id())
 
     server._execute_tool_without_progress = wait_without_progress
     server._execute_tool_with_progress = wait_with_progress
 
 
-async def _cancelling(job, waiting: Awaitable):
+async def _waited(job, waiting: Awaitable, call_id: str | None):
     """Await `waiting`; if that is cancelled, cancel `job` in Gradio's queue (its generator is
     closed, which cancels its prediction) before letting the cancellation go on."""
     try:
@@ -128,3 +147,8 @@ async def _cancelling(job, waiting: Awaitable):
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(job.cancel)
         raise
+    except QueueError:
+        why = _refusals.pop(call_id, None) if call_id else None
+        if why is None:
+            raise
+        raise QueueError(why) from None
