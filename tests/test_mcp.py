@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
+import threading
 import time
 from contextlib import asynccontextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import AsyncIterator
 
 import httpx
 import pytest
 import requests
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
@@ -141,6 +146,12 @@ def test_an_image_url_goes_through_the_apps_url_policy(app):
     assert "Traceback" not in app.output()
 
 
+def test_gradio_client_callers_meet_the_same_url_policy(app):
+    with pytest.raises(AppError, match="^That image URL didn't work: The host 127.0.0.1 is a private, loopback "):
+        Client(app.url, verbose=False).predict(image=handle_file(f"http://127.0.0.1:{app.port}/x.png"),
+                                               prompt="Hi", api_name="/ask")
+
+
 def test_the_pixel_budget_and_the_body_cap_hold(app):
     bomb = "data:image/png;base64," + base64.b64encode(pixel_bomb_png(13000, 13000)).decode()
     failed, text = run(call(app, "ask", image=bomb, prompt="Hi"))
@@ -173,11 +184,39 @@ def upstream():
 
 @pytest.fixture(scope="module")
 def hosted(upstream, tmp_path_factory):
+    # Image URLs on loopback are allowed here (an intranet host's setting), so one can be served.
     running = RunningApp({"MINIGPT4_MCP": "1", "REPLICATE_BASE_URL": upstream[1].url, "REPLICATE_API_TOKEN": TOKEN,
-                          "MINIGPT4_VISITOR_LIMIT_PER_HOUR": "2", "MINIGPT4_MAX_QUEUE_PER_VISITOR": "1"},
+                          "MINIGPT4_VISITOR_LIMIT_PER_HOUR": "2", "MINIGPT4_MAX_QUEUE_PER_VISITOR": "1",
+                          "MINIGPT4_ALLOW_PRIVATE_URLS": "1"},
                          tmp_path_factory.mktemp("mcp-hosted") / "app.log")
     yield running
     running.close()
+
+
+@pytest.fixture(scope="module")
+def image_site(tmp_path_factory):
+    """A loopback web server with one picture, photo.png (120×90)."""
+    folder = tmp_path_factory.mktemp("site")
+    (folder / "photo.png").write_bytes(png_bytes(120, 90))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+class Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_an_allowed_image_url_is_fetched_by_the_app(hosted, upstream, image_site):
+    failed, answer = run(call(hosted, "ask", "127.0.0.7", image=f"{image_site}/photo.png", prompt="Hi",
+                              max_new_tokens=3))
+    assert (failed, answer) == (False, "This 120×90 landscape")
+    sent = _newest(upstream[0])["input"]["image"]
+    assert sent.startswith("data:image/jpeg;base64,")  # fetched and encoded by the app, not passed on
+    failed, text = run(call(hosted, "ask", "127.0.0.7", image=f"{image_site}/missing.png", prompt="Hi"))
+    assert (failed, text) == (True, "That image URL didn't work: The image URL answered 404 File not found.")
 
 
 def _newest(server) -> dict:
