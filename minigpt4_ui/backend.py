@@ -59,13 +59,15 @@ class Backend:
         self.warming = WarmUp(self.client, who=self.answered_by(self.client.model, None)).start()
         return self.warming
 
-    def answered_by(self, model: str, visitor_token: str | None) -> str:
-        """Who writes an answer for `model` ("SmolVLM-256M-Instruct (int8, …) on this machine")."""
+    def answered_by(self, model: str, visitor_token: str | None, *, version: str | None = None) -> str:
+        """Who writes an answer for `model` ("SmolVLM-256M-Instruct (int8, …) on this machine");
+        `version` when one is asked for by id (the host's own model without one goes to its
+        deployment, if it has one)."""
         if normalise_token(visitor_token) is not None:
             return f"{model} on Replicate"
         if not self.embedded:
             where = "Replicate" if self.client.base_url == DEFAULT_BASE_URL else "this host's predictions API"
-            if self.client.deployment and model == self.client.model:
+            if self.client.deployment and model == self.client.model and version is None:
                 return f"{model} on the host's deployment {self.client.deployment} ({where})"
             return f"{model} on {where}"
         if model in self.answerers:

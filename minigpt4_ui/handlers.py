@@ -352,7 +352,7 @@ class Studio:
                 if progress.status == "failed" and not reply["content"]:
                     reply["content"] = f"_{answer_text.markdown(wording.model_failed(progress.error))}_"
                 # Asked afresh: who answers can change while a question waits (a failed download).
-                answered_by = self.backend.answered_by(spec.model, visitor_token)
+                answered_by = self.backend.answered_by(spec.model, visitor_token, version=version)
                 show(status_title_by(progress, answered_by), done=progress.finished,
                      details=status_details(progress))
                 yield update(done=False)
