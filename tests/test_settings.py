@@ -54,3 +54,28 @@ def test_deployment_warm_up_and_mcp_switches():
                                   "MINIGPT4_MCP": "true"})
     assert (settings.deployment, settings.warm_up, settings.mcp) == ("acme/minigpt4-event", True, True)
     assert Settings.from_env({"GRADIO_MCP_SERVER": "True"}).mcp  # Gradio's own switch
+
+
+def test_help_lists_the_deployment_warm_up_and_mcp_flags():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shown = subprocess.run([sys.executable, "app.py", "--help"], cwd=Path(__file__).resolve().parent.parent,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0
+    text = " ".join(shown.stdout.split())
+    assert "--deployment OWNER/NAME send the chat's questions to this Replicate deployment" in text
+    assert "--warm-up send one tiny prediction at start" in text and "MINIGPT4_WARM_UP=1" in text
+    assert "--mcp serve ask, ask_model and list_models as MCP tools for agents at /gradio_api/mcp/" in text
+    refused = subprocess.run([sys.executable, "app.py", "--deployment", "nope"], timeout=60, capture_output=True,
+                             text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().endswith("error: --deployment must name a deployment as owner/name, got 'nope'")
+
+
+def test_app_parses_the_new_flags():
+    import app
+
+    args = app.parse_args(["--deployment", "acme/minigpt4-event", "--warm-up", "--mcp"])
+    assert (args.deployment, args.warm_up, args.mcp) == ("acme/minigpt4-event", True, True)
