@@ -200,10 +200,6 @@ class Client:
             body["version"] = self.version
         return _json(self._send("POST", path, json_body=body))
 
-    def get_deployment(self, owner: str, name: str) -> dict:
-        """A deployment, with its `current_release` (model, version, hardware, instances)."""
-        return _json(self._send("GET", f"/v1/deployments/{owner}/{name}"))
-
     def get_model(self, owner: str, name: str) -> dict:
         """The model, with `latest_version` and its `openapi_schema`."""
         return _json(self._send("GET", f"/v1/models/{owner}/{name}"))
