@@ -1,18 +1,21 @@
 """MiniGPT-4 Studio: `python app.py [--smolvlm ID --precision P --no-download | --local-model PATH_OR_ID |
---cog URL]` (also the Hugging Face Spaces entry point)."""
+--cog URL] [--deployment OWNER/NAME] [--warm-up] [--mcp]` (also the Hugging Face Spaces entry point)."""
 
 import argparse
+import functools
 import signal
 import sys
 from dataclasses import replace
 
 from starlette.middleware import Middleware
 
-from minigpt4_ui import backend, ui
+from minigpt4_ui import backend, mcp_calls, ui
+from minigpt4_ui.guard import request_visitor
+from minigpt4_ui.mcp_calls import McpCalls
 from minigpt4_ui.request_limits import BoundedLog, RequestLimits
 from minigpt4_ui.server.predictors import PredictionError
 from minigpt4_ui.server.predictors.onnx_engine import PRECISIONS
-from minigpt4_ui.settings import Settings
+from minigpt4_ui.settings import Settings, parse_deployment
 
 SESSION_CAPACITY = 2000
 
@@ -42,24 +45,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="http://HOST:PORT where the container can reach this app, so answers "
                              "stream (e.g. http://172.17.0.1:5001 from Docker's bridge; port 0: "
                              "any; also MINIGPT4_COG_CALLBACK_URL); without it they arrive whole")
+    parser.add_argument("--deployment", metavar="OWNER/NAME",
+                        help="send the chat's questions to this Replicate deployment of the model, "
+                             "the host's own always-on instances (also MINIGPT4_DEPLOYMENT; needs "
+                             "REPLICATE_API_TOKEN)")
+    parser.add_argument("--warm-up", action="store_true",
+                        help="send one tiny prediction at start and show 'warming up' → 'ready in N s' "
+                             "in the log and the banner (also MINIGPT4_WARM_UP=1; it is paid like a "
+                             "question)")
+    parser.add_argument("--mcp", action="store_true",
+                        help="serve ask, ask_model and list_models as MCP tools for agents at "
+                             "/gradio_api/mcp/ (also MINIGPT4_MCP=1 or GRADIO_MCP_SERVER=True)")
     return parser.parse_args(argv)
 
 
 def main() -> None:
     args = parse_args()
     sys.stderr = BoundedLog(sys.stderr)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+        deployment = parse_deployment(args.deployment, source="--deployment")
+    except ValueError as exc:  # a variable or flag that cannot mean anything
+        sys.exit(f"error: {exc}")
     settings = replace(settings, local_model=args.local_model or settings.local_model,
                        allow_download=args.allow_download or settings.allow_download,
                        smolvlm=args.smolvlm or settings.smolvlm,
                        precision=args.precision or settings.precision,
                        downloads=settings.downloads and not args.no_download,
                        cog_url=args.cog or settings.cog_url,
-                       cog_callback_url=args.cog_callback_url or settings.cog_callback_url)
+                       cog_callback_url=args.cog_callback_url or settings.cog_callback_url,
+                       deployment=deployment or settings.deployment,
+                       warm_up=args.warm_up or settings.warm_up, mcp=args.mcp or settings.mcp)
     try:
         connected = backend.connect(settings)
     except PredictionError as exc:  # the local model is missing or cannot load
         sys.exit(f"error: {exc}")
+    if settings.warm_up:
+        connected.warm_up()
     try:
         # Server name and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when set.
         # Gradio keeps every session's state (a copy of each component's config, ~150 KB here)
@@ -70,8 +92,11 @@ def main() -> None:
         # how hosts and containers stop an app; by default it would end the process on the spot.
         signal.signal(signal.SIGTERM, lambda signum, frame: demo.close())
         limits = Middleware(RequestLimits, max_upload_bytes=settings.max_upload_mb * 1_000_000)
+        # An MCP tool call counts as its visitor's, in its own session (mcp_calls).
+        calls = Middleware(McpCalls, visitor_of=functools.partial(request_visitor, hops=settings.proxy_hops))
         demo.launch(theme=ui.THEME, css=ui.CSS, head=ui.HEAD, max_file_size=f"{settings.max_upload_mb}mb",
-                    state_session_capacity=SESSION_CAPACITY, app_kwargs={"middleware": [limits]})
+                    state_session_capacity=SESSION_CAPACITY, mcp_server=settings.mcp,
+                    app_kwargs={"middleware": [limits, calls], "lifespan": mcp_calls.install(demo)})
         demo.close()
     finally:
         connected.close()

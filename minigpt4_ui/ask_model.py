@@ -1,19 +1,20 @@
 """The public `ask_model` API: any image + prompt model by `owner/name[:version]`, its other inputs
-as a JSON object, the answer streamed as growing text (like `ask`)."""
+as a JSON object, the answer streamed as growing text (like `ask`); and `list_models`, the models
+the app offers with their settings."""
 
 from __future__ import annotations
 
 import json
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
 
-from . import chat, images, wording
+from . import chat, images, tool_docs, wording
 from .conversation import model_inputs
 from .guard import LimitError
 from .model_refs import ModelRefError, Resolver, UnknownModel
-from .model_schema import NOT_TEXT, InputError, ModelSpec, Problem, UnmappableSchema, is_text
+from .model_schema import NOT_TEXT, InputError, ModelSpec, Problem, UnmappableSchema, app_maximum, is_text
 from .replicate_api import Client, ReplicateError
 
 
@@ -61,7 +62,10 @@ def prepare(client: Client, resolver: Resolver, image: str | None, prompt: str, 
 def answers(client: Client, spec: ModelSpec, inputs: dict[str, Any]) -> Iterator[str]:
     """Ask `spec`'s model with `inputs` (see `prepare`); yield the growing answer. A failed
     prediction raises ReplicateError with the model's own message."""
-    for progress in chat.ask(client, inputs, model=spec.model, version=spec.version):
+    # The host's own model and version go where the client sends its own: its deployment, if any.
+    own = (spec.model, spec.version) == (client.model, client.version)
+    model, version = (None, None) if own else (spec.model, spec.version)
+    for progress in chat.ask(client, inputs, model=model, version=version):
         if progress.status == "failed":
             raise ReplicateError(wording.model_failed(progress.error))
         yield progress.text
@@ -73,20 +77,54 @@ def _spec(client: Client, resolver: Resolver, model: str) -> ModelSpec:
     return resolver.resolve(client, model)
 
 
+def settings_of(spec: ModelSpec) -> list[dict[str, Any]]:
+    """A model's settings as `list_models` gives them: name, type, default, bounds (with the
+    app's caps), choices and meaning."""
+    listed = []
+    for field in spec.parameters:
+        setting = {"name": field.name, "type": field.json_type, "default": field.default,
+                   "minimum": field.minimum, "maximum": app_maximum(field),
+                   "choices": list(field.choices) if field.choices else None,
+                   "description": field.description}
+        listed.append({key: value for key, value in setting.items() if value is not None})
+    return listed
+
+
 class ModelAsker:
-    """The Gradio handler of `ask_model`: problems become messages, predictions count as `ask`'s do."""
+    """The Gradio handlers of `ask_model` and `list_models`: problems become messages, predictions
+    count as `ask`'s do."""
 
     def __init__(self, client: Client, slot: Callable[[gr.Request | None], AbstractContextManager],
-                 resolver: Resolver | None = None):
-        """`slot(request)` is the session's answer slot (one answer at a time, visitor limits)."""
+                 resolver: Resolver | None = None, models: Sequence[str] = (),
+                 spec_of: Callable[[str], ModelSpec] | None = None,
+                 answered_by: Callable[[str], str] = lambda model: model):
+        """`slot(request)` is the session's answer slot (one answer at a time, visitor limits);
+        `models` are those the app offers, `spec_of(model)` reads one's inputs and
+        `answered_by(model)` says who answers it here."""
         self.client = client
         self.slot = slot
         self.resolver = resolver or Resolver()
+        self.models = list(models)
+        self.spec_of = spec_of or (lambda model: self.resolver.resolve(self.client, model))
+        self.answered_by = answered_by
 
+    @tool_docs.documented(tool_docs.LIST_MODELS)
+    def list_models(self) -> str:
+        # Each model's settings are read as the picker reads them (cached five minutes).
+        listed = []
+        for model in self.models:
+            try:
+                entry = {"model": model, "answered_by": self.answered_by(model),
+                         "settings": settings_of(self.spec_of(model))}
+            except (ModelRefError, UnknownModel, UnmappableSchema, ReplicateError) as exc:
+                entry = {"model": model, "problem": str(exc)}
+            listed.append(entry)
+        return json.dumps(listed, ensure_ascii=False, indent=1)
+
+    @tool_docs.documented(tool_docs.ASK_MODEL)
     def ask_model(self, image: str, prompt: str, model: str, parameters: str,
                   request: gr.Request = None) -> Iterator[str]:
-        """Answer `prompt` about `image` with `model` (owner/name[:version]); `parameters` is a
-        JSON object of the model's other inputs. Streams the growing answer text."""
+        # The growing answer text; the docstring (API page, MCP) is tool_docs.ASK_MODEL.
         try:
             # Checked first: a refused request takes neither the session's slot nor the hour's allowance.
             spec, inputs = prepare(self.client, self.resolver, image, prompt, model, parameters)

@@ -12,6 +12,7 @@ from typing import Callable
 from .facts import MODEL, MODEL_PAGE
 from .replicate_api import Client
 from .settings import DEFAULT_BASE_URL, Settings
+from .warm_up import WarmUp, notice as warm_up_notice
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ class Backend:
     """A ready client plus what the UI should tell the user about it.
 
     `banner()` gives the notice as it is now (it changes while the default model downloads) and
-    whether it will change again; `answered_by()` says who writes an answer.
+    whether it will change again; `answered_by()` says who writes an answer; `warm_up()` sends
+    the warm-up question, whose progress the notice then shows.
     """
 
     client: Client
@@ -37,6 +39,7 @@ class Backend:
     banner: Callable[[], tuple[str, bool]] | None = None
     # Who answers each model that really runs here (MiniGPT-4's questions included), by `owner/name`.
     answerers: dict[str, Callable[[], str]] = field(default_factory=dict)
+    warming: WarmUp | None = None
 
     @property
     def local_models(self) -> list[str]:
@@ -45,14 +48,27 @@ class Backend:
 
     def current_notice(self) -> tuple[str, bool]:
         """The banner's text now, and whether it is settled (will not change by itself)."""
-        return self.banner() if self.banner else (self.notice, True)
+        text, settled = self.banner() if self.banner else (self.notice, True)
+        if self.warming is None:
+            return text, settled
+        status = self.warming.status()
+        return f"{text}\n\n{warm_up_notice(status)}", settled and status.state != "warming"
 
-    def answered_by(self, model: str, visitor_token: str | None) -> str:
-        """Who writes an answer for `model` ("SmolVLM-256M-Instruct (int8, …) on this machine")."""
+    def warm_up(self) -> WarmUp:
+        """Send the warm-up question to the host's model, in the background."""
+        self.warming = WarmUp(self.client, who=self.answered_by(self.client.model, None)).start()
+        return self.warming
+
+    def answered_by(self, model: str, visitor_token: str | None, *, version: str | None = None) -> str:
+        """Who writes an answer for `model` ("SmolVLM-256M-Instruct (int8, …) on this machine");
+        `version` when one is asked for by id (the host's own model without one goes to its
+        deployment, if it has one)."""
         if normalise_token(visitor_token) is not None:
             return f"{model} on Replicate"
         if not self.embedded:
             where = "Replicate" if self.client.base_url == DEFAULT_BASE_URL else "this host's predictions API"
+            if self.client.deployment and model == self.client.model and version is None:
+                return f"{model} on the host's deployment {self.client.deployment} ({where})"
             return f"{model} on {where}"
         if model in self.answerers:
             return self.answerers[model]()
@@ -107,9 +123,16 @@ def cog_notice(streams: bool) -> str:
 
 
 def client_for(settings: Settings) -> Client:
-    """The wrapper's client for the configured API, token, model, version and timeout."""
+    """The wrapper's client for the configured API, token, model, version, deployment and timeout."""
     return Client(token=settings.token, base_url=settings.base_url, model=settings.model,
-                  version=settings.version, timeout=settings.api_timeout)
+                  version=settings.version, deployment=settings.deployment, timeout=settings.api_timeout)
+
+
+def deployment_notice(settings: Settings) -> str:
+    """The banner when the host's own deployment answers the chat."""
+    where = "on Replicate" if settings.base_url == DEFAULT_BASE_URL else "on this host's predictions API"
+    return (f"**Backend:** the host's own deployment `{settings.deployment}` {where} answers: always-on "
+            f"instances of `{settings.model}`, so questions do not wait for a cold boot.")
 
 
 def connect(settings: Settings) -> Backend:
@@ -121,17 +144,25 @@ def connect(settings: Settings) -> Backend:
     model fails at start-up with LocalModelError), else the built-in predictor.
     """
     if settings.cog_url:
-        return _embedded(settings)
+        return _embedded(_without_deployment(settings, "a Cog container is named"))
     if settings.token or settings.base_url != DEFAULT_BASE_URL:
         if settings.local_model:
             log.warning("a predictions API is configured, so the local model %s is not used",
                         settings.local_model)
         # The host's own API address is theirs to know, not every visitor's.
         where = "Replicate" if settings.base_url == DEFAULT_BASE_URL else "this host's predictions API"
-        notice = f"**Backend:** `{settings.model}` on {where}."
+        notice = (deployment_notice(settings) if settings.deployment
+                  else f"**Backend:** `{settings.model}` on {where}.")
         return Backend(client=client_for(settings), embedded=False, notice=notice)
 
-    return _embedded(settings)
+    return _embedded(_without_deployment(settings, "no REPLICATE_API_TOKEN is set"))
+
+
+def _without_deployment(settings: Settings, why: str) -> Settings:
+    """The settings without a deployment, which lives on Replicate (or a named API), saying so."""
+    if settings.deployment:
+        log.warning("%s, so the deployment %s is not used", why, settings.deployment)
+    return replace(settings, deployment=None)
 
 
 def _embedded(settings: Settings) -> Backend:

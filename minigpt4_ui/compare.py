@@ -164,7 +164,8 @@ class Comparer:
         client = self.studio.backend.client_for(visitor_token)
         changed: queue.Queue = queue.Queue()
         for pane in comparison.panes:
-            pane.answered_by = self.studio.backend.answered_by(pane.spec.model, visitor_token)
+            pane.answered_by = self.studio.backend.answered_by(pane.spec.model, visitor_token,
+                                                               version=target(pane.spec)[1])
             if stop.is_set():  # pressed while the comparison waited to start: nothing is created
                 pane.error, pane.done = "Stopped by you before the answer started", True
             else:

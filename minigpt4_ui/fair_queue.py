@@ -13,6 +13,8 @@ from typing import Callable
 
 import fastapi
 
+from . import mcp_calls
+
 
 def per_visitor(max_queue: int) -> int:
     """A visitor's share: an eighth of the queue, and at least 4 (an answer, a Compare, a URL and a
@@ -36,8 +38,10 @@ def share_queue(queue, *, limit: int, visitor_of: Callable[[fastapi.Request], st
     async def fair_push(body, request: fastapi.Request, username):
         visitor = visitor_of(request)
         if held_by(visitor) >= limit:
-            return False, (f"You already have {limit} requests waiting or running, the most one visitor "
-                           "may have at once: wait for one to finish, then try again."), "queue_full"
+            message = (f"You already have {limit} requests waiting or running, the most one visitor "
+                       "may have at once: wait for one to finish, then try again.")
+            mcp_calls.refused(request, message)  # an MCP call's loopback client drops the words
+            return False, message, "queue_full"
         joining[visitor] += 1
         try:
             return await push(body=body, request=request, username=username)

@@ -10,6 +10,8 @@ from collections import deque
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from . import mcp_calls
+
 WINDOW_SECONDS = 3600.0
 SWEEP_SECONDS = 60.0  # how often visitors idle for a whole window are forgotten
 
@@ -45,7 +47,11 @@ def _host(entry: str) -> str:
 
 
 def request_visitor(request, *, hops: int) -> str:
-    """`visitor_address` of a Starlette or Gradio request, from every X-Forwarded-For line it holds."""
+    """`visitor_address` of a Starlette or Gradio request, from every X-Forwarded-For line it holds;
+    for an MCP tool call, which reaches the queue from the app itself, the visitor who made it."""
+    call = mcp_calls.of(request)
+    if call is not None:
+        return call.visitor
     peer = request.client.host if request.client else "unknown"
     headers = request.headers
     lines = headers.getlist("x-forwarded-for") if hasattr(headers, "getlist") else [headers.get("x-forwarded-for", "")]

@@ -16,7 +16,8 @@ from typing import Any, Generator, Iterator, NamedTuple, Sequence
 
 import gradio as gr
 
-from . import answer_text, chat, chat_messages, export, images, model_controls, schema, snippets, wording
+from . import (answer_text, chat, chat_messages, export, images, mcp_calls, model_controls, schema, snippets,
+               tool_docs, wording)
 from .answer_slots import AnswerSlot, AnswerSlots
 from .backend import Backend, normalise_token
 from .conversation import model_inputs
@@ -351,7 +352,7 @@ class Studio:
                 if progress.status == "failed" and not reply["content"]:
                     reply["content"] = f"_{answer_text.markdown(wording.model_failed(progress.error))}_"
                 # Asked afresh: who answers can change while a question waits (a failed download).
-                answered_by = self.backend.answered_by(spec.model, visitor_token)
+                answered_by = self.backend.answered_by(spec.model, visitor_token, version=version)
                 show(status_title_by(progress, answered_by), done=progress.finished,
                      details=status_details(progress))
                 yield update(done=False)
@@ -416,10 +417,12 @@ class Studio:
         return [[p.get("created_at", ""), p.get("status", ""), (p.get("metrics") or {}).get("predict_time"),
                  str((p.get("input") or {}).get("prompt", ""))[:80], p.get("id", "")] for p in found], ""
 
+    @tool_docs.documented(tool_docs.ASK)
     def ask(self, image: str, prompt: str, max_length: int, max_new_tokens: int, num_beams: int,
             repetition_penalty: float, temperature: float, top_p: float,
             request: gr.Request = None) -> Iterator[str]:
-        """Answer `prompt` about `image`, streaming the growing answer text (the public API)."""
+        # The public API: the growing answer text. Its docstring, for the API page and MCP, is
+        # built from MiniGPT-4's schema (tool_docs).
         params = dict(max_length=max_length, max_new_tokens=max_new_tokens, num_beams=num_beams,
                       repetition_penalty=repetition_penalty, temperature=temperature, top_p=top_p)
         # Over the API a null setting means the model's default, as on Replicate.
@@ -443,6 +446,11 @@ def target(spec: ModelSpec) -> tuple[str | None, str | None]:
 
 
 def _session(request: gr.Request | None) -> str:
+    """Whose one answer at a time: the browser session's, or an MCP tool call's own (every call
+    comes back through one gradio_client session)."""
+    call = mcp_calls.of(request)
+    if call is not None:
+        return f"mcp-{call.call_id}"
     return getattr(request, "session_hash", None) or "anonymous"
 
 

@@ -146,16 +146,19 @@ class Client:
     """Talks to one predictions API with one token for one model version."""
 
     def __init__(self, *, token: str | None, base_url: str = REPLICATE_BASE_URL,
-                 model: str = MODEL, version: str, timeout: float = 30.0,
-                 poll_interval: float = 0.5, max_retries: int = 5,
+                 model: str = MODEL, version: str, deployment: str | None = None,
+                 timeout: float = 30.0, poll_interval: float = 0.5, max_retries: int = 5,
                  session: requests.Session | None = None) -> None:
-        """`timeout` bounds connecting and each read; on the SSE stream it must exceed the
+        """`deployment` (`owner/name`): the host's own deployment of `model`, which then runs
+        its own predictions instead of `version`.
+        `timeout` bounds connecting and each read; on the SSE stream it must exceed the
         server's heartbeat interval (15 s on Replicate), which the 30 s default does.
         `max_retries` bounds the retries of one call (see RetryPolicy)."""
         self._token = token
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.version = version
+        self.deployment = deployment
         self.timeout = timeout
         self.poll_interval = poll_interval
         self.retry = RetryPolicy(max_retries=max_retries)
@@ -165,22 +168,28 @@ class Client:
             self._headers["Authorization"] = f"Bearer {token}"
 
     def __repr__(self) -> str:
+        deployment = f", deployment={self.deployment!r}" if self.deployment else ""
         return (f"Client(base_url={self.base_url!r}, model={self.model!r}, "
-                f"version={self.version!r}, token={'set' if self._token else 'unset'})")
+                f"version={self.version!r}{deployment}, token={'set' if self._token else 'unset'})")
 
     def create(self, input: dict, *, stream: bool = True, model: str | None = None,
                version: str | None = None) -> dict:
         """Start a prediction and return it at once (follow it with `updates`).
 
         It runs `version` when given, else `model` (`owner/name`, its latest version, through the
-        models predictions route) when given, else this client's own version.
+        models predictions route) when given, else this client's deployment when it has one
+        (`POST /v1/deployments/{owner}/{name}/predictions`), else this client's own version.
         """
         body: dict[str, Any] = {"input": input, "stream": stream}
         path = "/v1/predictions"
-        if version or not model:
-            body["version"] = version or self.version
-        else:
+        if version:
+            body["version"] = version
+        elif model:
             path = f"/v1/models/{model}/predictions"
+        elif self.deployment:
+            path = f"/v1/deployments/{self.deployment}/predictions"
+        else:
+            body["version"] = self.version
         return _json(self._send("POST", path, json_body=body))
 
     def get_model(self, owner: str, name: str) -> dict:

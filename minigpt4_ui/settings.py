@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from .facts import MODEL as DEFAULT_MODEL, REPLICATE_BASE_URL as DEFAULT_BASE_URL
 from .facts import SMOLVLM, SMOLVLM_PRECISION
 from .facts import VERSION as DEFAULT_VERSION
+
+
+# Replicate's owner and deployment names: letters, digits, dashes, underscores and dots.
+_OWNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def parse_deployment(ref: str | None, *, source: str = "MINIGPT4_DEPLOYMENT") -> str | None:
+    """`owner/name` of a Replicate deployment, stripped; None for none; ValueError naming
+    `source` (the variable or flag) otherwise."""
+    if ref is None or not ref.strip():
+        return None
+    if not _OWNER_NAME.match(ref.strip()):
+        raise ValueError(f"{source} must name a deployment as owner/name, got {ref!r}")
+    return ref.strip()
 
 
 def parse_version(ref: str) -> tuple[str, str]:
@@ -58,6 +73,13 @@ class Settings:
     # http://HOST:PORT where it can reach this app for progress webhooks.
     cog_url: str | None = None
     cog_callback_url: str | None = None
+    # The host's own Replicate deployment (`owner/name`) of the model: always-on instances that
+    # answer the chat's questions instead of the shared version, which may boot cold.
+    deployment: str | None = None
+    # One tiny prediction at start, so the model is warm (and known to work) before visitors come.
+    warm_up: bool = False
+    # Serve the public endpoints as MCP tools for agents at /gradio_api/mcp/.
+    mcp: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -82,7 +104,11 @@ class Settings:
                    proxy_hops=_count(env, "MINIGPT4_TRUSTED_PROXY_HOPS",
                                      1 if env.get("SPACE_ID") else 0),
                    cog_url=env.get("MINIGPT4_COG_URL") or None,
-                   cog_callback_url=env.get("MINIGPT4_COG_CALLBACK_URL") or None)
+                   cog_callback_url=env.get("MINIGPT4_COG_CALLBACK_URL") or None,
+                   deployment=parse_deployment(env.get("MINIGPT4_DEPLOYMENT")),
+                   warm_up=_flag(env, "MINIGPT4_WARM_UP"),
+                   # Gradio's own switch counts too, as its documentation tells hosts to use it.
+                   mcp=_flag(env, "MINIGPT4_MCP") or _flag(env, "GRADIO_MCP_SERVER"))
 
 
 def _positive(env: dict[str, str], name: str) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import anyio
 import gradio as gr
 
 from . import chat_messages, fair_queue, images, model_controls, schema
@@ -92,13 +93,17 @@ footer { visibility: visible; }
 
 # Paced predictions mostly wait on the network, so many chats can share one worker process.
 CONCURRENCY_LIMIT = 64
+LIST_MODELS_AT_ONCE = 4
 
 
-def _unopened(image: gr.Image) -> gr.Image:
-    """Let images reach the handlers unopened, so `images` checks them and explains problems.
+def _unopened(image: gr.Image, *, allow_private_urls: bool) -> gr.Image:
+    """Let images reach the handlers unopened, so `images` checks them and explains problems; an
+    image given by URL is fetched by the app, under its URL policy.
 
     gr.Image opens every upload with Pillow first and answers a broken file with a generic error;
     a `data:` URI it would decode whole, however many pixels it holds, so that is saved unopened too.
+    An API caller (gradio_client's handle_file, an MCP tool call) may give an http(s) URL, which
+    Gradio would download itself with rules of its own (no deadline, no size cap, its own words).
     (Patched on the instance: a gr.Image subclass would make Gradio write a .pyi stub beside this file.)
     """
     def preprocess(payload):
@@ -108,8 +113,27 @@ def _unopened(image: gr.Image) -> gr.Image:
             return images.save_data_uri(payload.url)
         return payload.path
 
+    cache = image.async_move_resource_to_block_cache
+
+    async def move_to_cache(url_or_path):
+        if not (isinstance(url_or_path, str) and images.is_url(url_or_path)):
+            return await cache(url_or_path)
+        fetch = functools.partial(images.fetch, url_or_path, allow_private=allow_private_urls)
+        try:
+            fetched = await anyio.to_thread.run_sync(fetch, limiter=_url_fetches())
+        except images.ImageError as exc:
+            raise gr.Error(f"That image URL didn't work: {exc}", print_exception=False) from None
+        return await cache(str(fetched))
+
     image.preprocess = preprocess
+    image.async_move_resource_to_block_cache = move_to_cache
     return image
+
+
+@functools.lru_cache(maxsize=1)
+def _url_fetches() -> anyio.CapacityLimiter:
+    """Image URLs given to the API fetched at once (made on the event loop, where it is used)."""
+    return anyio.CapacityLimiter(images.MAX_CONCURRENT_FETCHES)
 
 
 def _bounded(chatbot: gr.Chatbot) -> gr.Chatbot:
@@ -153,7 +177,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                     with gr.Column(scale=1, min_width=200):
                         image = _unopened(gr.Image(label="Image", type="filepath", image_mode=None, height=170,
                                                    sources=["upload", "webcam", "clipboard"], elem_id="image",
-                                                   buttons=[]))
+                                                   buttons=[]), allow_private_urls=settings.allow_private_urls)
                         picker = gr.Dropdown(label="Model", choices=models, value=schema.MODEL,
                                              allow_custom_value=True, info=MODEL_INFO, elem_id="model")
                     with gr.Column(scale=3, min_width=260):
@@ -177,7 +201,8 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                     compare_image = _unopened(gr.Image(label="Image to compare on", type="filepath",
                                                        image_mode=None, height=170, buttons=[],
                                                        sources=["upload", "webcam", "clipboard"],
-                                                       elem_id="compare-image", scale=1, min_width=200))
+                                                       elem_id="compare-image", scale=1, min_width=200),
+                                             allow_private_urls=settings.allow_private_urls)
                     with gr.Column(scale=3, min_width=260):
                         compare_prompt = gr.Textbox(label="Question for every contender", lines=1, max_lines=8,
                                                     elem_id="compare-prompt")
@@ -307,12 +332,18 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
 
         api_trigger.click(studio.ask, inputs=[image, prompt, *api_params], outputs=answer, api_name="ask",
                           concurrency_limit=CONCURRENCY_LIMIT)
-        # Any image + prompt model: its name and its other inputs (a JSON object) as text.
-        asker = ModelAsker(backend.client, slot=studio.api_slot, resolver=studio.resolver)
-        api_model, api_parameters = gr.Textbox(visible=False), gr.Textbox(visible=False)
+        # Any image + prompt model: its name and its other inputs (a JSON object) as text; both
+        # may be left out (the host's MiniGPT-4, its defaults).
+        asker = ModelAsker(backend.client, slot=studio.api_slot, resolver=studio.resolver, models=models,
+                           spec_of=studio.spec_of, answered_by=lambda model: backend.answered_by(model, None))
+        api_model, api_parameters = gr.Textbox(value="", visible=False), gr.Textbox(value="", visible=False)
         gr.Button(visible=False).click(asker.ask_model, inputs=[image, prompt, api_model, api_parameters],
                                        outputs=answer, api_name="ask_model",
                                        concurrency_limit=CONCURRENCY_LIMIT)
+        # Reading schemas may wait on the API: a few at a time, in the queue.
+        gr.Button(visible=False).click(asker.list_models, outputs=gr.Textbox(visible=False),
+                                       api_name="list_models", concurrency_id="list-models",
+                                       concurrency_limit=LIST_MODELS_AT_ONCE)
     # api_open=False: queued events only through the queue, never around it by a direct POST.
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=settings.max_queue or None, api_open=False)
     share = settings.max_queue_per_visitor

@@ -46,7 +46,7 @@ class RunningApp:
             try:
                 if requests.get(self.url + "gradio_api/info", timeout=2).ok:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or a loaded machine
                 pass
             time.sleep(0.2)  # polling for readiness, bounded by the deadline
         self.close()

@@ -1,7 +1,7 @@
 """The README's and the docs' shell commands run as written.
 
 Every ```bash block in README.md and docs/*.md says, in the comment line above it, how it is
-checked: `<!-- check: serves -->` runs its lines in order, each either ending with exit status 0
+checked: `<!-- check: serves -->` runs its commands in order, each either ending with exit status 0
 or serving HTTP on its port (`--port N`, else the app's `GRADIO_SERVER_PORT`), then stops them;
 `<!-- check: no, WHY -->` is not run, for the reason given (Docker, a GPU, the test command itself).
 """
@@ -37,6 +37,13 @@ def blocks() -> list[tuple[str, str, str]]:
     return found
 
 
+def commands(body: str) -> list[str]:
+    """A block's commands: its lines, with `\\` continuations joined and a trailing `&` (a server
+    left running while the next line starts) dropped, since each runs on its own here anyway."""
+    joined = body.replace("\\\n", " ")
+    return [line.strip().removesuffix("&").strip() for line in joined.splitlines() if line.strip()]
+
+
 def test_every_block_says_how_it_is_checked():
     unmarked = [where for where, check, _ in blocks() if check != "serves" and not check.startswith("no, ")]
     assert not unmarked, f"bash blocks without <!-- check: serves --> or <!-- check: no, WHY -->: {unmarked}"
@@ -49,7 +56,7 @@ def test_the_commands_run_as_written(where, body, tmp_path):
            "HF_HOME": str(tmp_path / "hf"), "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
     started = []
     try:
-        for command in [line for line in body.splitlines() if line.strip()]:
+        for command in commands(body):
             log = tmp_path / f"{len(started)}.log"
             with open(log, "wb") as out:
                 process = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=env, stdout=out,

@@ -21,6 +21,7 @@ from .conftest import SERVER_TOKEN, png_bytes
 from .test_server import EXPECTED, VERSION
 
 JS_DIR = Path(__file__).parent / "js"
+DEPLOYMENT = "acme/minigpt4-event"  # the one flows.mjs uses
 INSTALL_HINT = "run `npm ci --prefix tests/js` (Node 18+ and npm are needed)"
 
 
@@ -37,8 +38,9 @@ def flows(tmp_path_factory) -> dict:
     png = tmp_path_factory.mktemp("js") / "cat.png"
     png.write_bytes(png_bytes())
     # The flows' webhook receiver listens on loopback.
-    with start_background(token=SERVER_TOKEN, tokens_per_second=400, allow_hosts=("127.0.0.1",)) as server, \
-            start_background(token=SERVER_TOKEN, tokens_per_second=4) as slow:
+    with start_background(token=SERVER_TOKEN, tokens_per_second=400, allow_hosts=("127.0.0.1",),
+                          deployments=(DEPLOYMENT,)) as server, \
+            start_background(token=SERVER_TOKEN, tokens_per_second=4, deployments=(DEPLOYMENT,)) as slow:
         done = subprocess.run([node, str(JS_DIR / "flows.mjs"), server.url, SERVER_TOKEN, str(png)],
                               capture_output=True, text=True, timeout=120,
                               env={**os.environ, "SLOW_SERVER_URL": slow.url})
@@ -110,3 +112,15 @@ def test_errors_carry_status_codes(flows):
     assert "The specified version does not exist" in result["bad_version"]["message"]
     assert result["bad_input"]["status"] == 422 and "input.top_p" in result["bad_input"]["message"]
     assert result["unauthenticated"]["status"] == 401
+
+
+def test_deployment_get_list_predictions_and_cancel(flows):
+    result = flow(flows, "deployments")
+    assert (result["release_model"], result["release_version"], result["hardware"]) == (
+        "daanelson/minigpt-4", VERSION, "cpu")
+    assert result["listed"] == [DEPLOYMENT]
+    assert (result["created_status"], result["deployment"]) == ("starting", DEPLOYMENT)
+    assert result["finished_status"] == "succeeded"
+    assert result["output"] == result["synced_output"] == EXPECTED
+    assert result["canceled_status"] == "canceled"
+    assert result["missing"] == 404

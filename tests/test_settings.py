@@ -21,7 +21,8 @@ def test_environment_names_match_the_official_client():
 
 
 @pytest.mark.parametrize("env", [{"MINIGPT4_VERSION": "nope:"}, {"MINIGPT4_TOKENS_PER_SECOND": "-1"},
-                                 {"MINIGPT4_TOKENS_PER_SECOND": "fast"}])
+                                 {"MINIGPT4_TOKENS_PER_SECOND": "fast"}, {"MINIGPT4_DEPLOYMENT": "no-owner"},
+                                 {"MINIGPT4_DEPLOYMENT": "a/b/c"}])
 def test_bad_values_are_named(env):
     with pytest.raises(ValueError, match=next(iter(env))):
         Settings.from_env(env)
@@ -44,3 +45,37 @@ def test_a_visitors_share_of_the_queue_is_an_eighth_unless_set():
     assert Settings.from_env({"MINIGPT4_MAX_QUEUE_PER_VISITOR": "40"}).max_queue_per_visitor == 40
     with pytest.raises(ValueError, match="MINIGPT4_MAX_QUEUE_PER_VISITOR"):
         Settings.from_env({"MINIGPT4_MAX_QUEUE_PER_VISITOR": "many"})
+
+
+def test_deployment_warm_up_and_mcp_switches():
+    assert (Settings.from_env({}).deployment, Settings.from_env({}).warm_up, Settings.from_env({}).mcp) == (
+        None, False, False)
+    settings = Settings.from_env({"MINIGPT4_DEPLOYMENT": " acme/minigpt4-event ", "MINIGPT4_WARM_UP": "1",
+                                  "MINIGPT4_MCP": "true"})
+    assert (settings.deployment, settings.warm_up, settings.mcp) == ("acme/minigpt4-event", True, True)
+    assert Settings.from_env({"GRADIO_MCP_SERVER": "True"}).mcp  # Gradio's own switch
+
+
+def test_help_lists_the_deployment_warm_up_and_mcp_flags():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shown = subprocess.run([sys.executable, "app.py", "--help"], cwd=Path(__file__).resolve().parent.parent,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0
+    text = " ".join(shown.stdout.split())
+    assert "--deployment OWNER/NAME send the chat's questions to this Replicate deployment" in text
+    assert "--warm-up send one tiny prediction at start" in text and "MINIGPT4_WARM_UP=1" in text
+    assert "--mcp serve ask, ask_model and list_models as MCP tools for agents at /gradio_api/mcp/" in text
+    refused = subprocess.run([sys.executable, "app.py", "--deployment", "nope"], timeout=60, capture_output=True,
+                             text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().endswith("error: --deployment must name a deployment as owner/name, got 'nope'")
+
+
+def test_app_parses_the_new_flags():
+    import app
+
+    args = app.parse_args(["--deployment", "acme/minigpt4-event", "--warm-up", "--mcp"])
+    assert (args.deployment, args.warm_up, args.mcp) == ("acme/minigpt4-event", True, True)

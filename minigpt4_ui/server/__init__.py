@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from ..urlfetch import UrlPolicy
 from ..webhook_signature import new_secret
+from . import catalog
 from .image_input import read_image
 from .prediction_object import now
 from .predictors import Predictor
@@ -40,7 +41,8 @@ def create_app(*, token: str | None = None, db_path: str = ":memory:",
                rate_limits: RateLimits | None = None, file_ttl_seconds: float = FILE_TTL_S,
                max_concurrent_predictions: int = 64,
                openapi_schema: Callable[[], dict | None] = lambda: None,
-               model_predictors: dict[str, Predictor] | None = None) -> FastAPI:
+               model_predictors: dict[str, Predictor] | None = None,
+               deployments: Iterable[str] = ()) -> FastAPI:
     """A ready app with its own store and runner; both close when the app's lifespan ends.
 
     `allow_hosts`: image URLs and webhooks on these hosts/IPs/CIDR networks may be reached even
@@ -50,7 +52,12 @@ def create_app(*, token: str | None = None, db_path: str = ":memory:",
     `rate_limits`: per-minute limits answered with 429 (default: none, as fits an embedded server).
     `openapi_schema()`: the predictor's model's own OpenAPI document, if any (a Cog container's).
     `model_predictors`: who answers other hosted models (`owner/name`) instead of their stand-ins.
+    `deployments`: names (`owner/name`) of deployments of MiniGPT-4 to serve, as a host's on
+    Replicate; ValueError for a name that is not `owner/name`.
     """
+    started = now()
+    named = {deployment.ref: deployment
+             for deployment in (catalog.deployment(ref, created_at=started) for ref in deployments)}
     store = Store(db_path)
     policy = UrlPolicy(tuple(allow_hosts))
     read = partial(read_image, policy=policy,
@@ -66,7 +73,7 @@ def create_app(*, token: str | None = None, db_path: str = ":memory:",
                         page_size=page_size, heartbeat_seconds=heartbeat_seconds,
                         file_ttl_s=file_ttl_seconds, max_file_bytes=MAX_FILE_BYTES,
                         openapi_schema=openapi_schema,
-                        stand_ins={**stand_ins(), **(model_predictors or {})})
+                        stand_ins={**stand_ins(), **(model_predictors or {})}, deployments=named)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -36,20 +36,28 @@ def main(argv: list[str] | None = None) -> None:
                         help="http://HOST:PORT where the container can reach this process for "
                              "progress webhooks, e.g. http://172.17.0.1:5001 for Docker's bridge "
                              "(port 0: any); without it answers arrive whole")
+    parser.add_argument("--deployment", action="append", default=[], metavar="OWNER/NAME",
+                        help="also serve MiniGPT-4 as the deployment OWNER/NAME, as a host's on "
+                             "Replicate (GET /v1/deployments/OWNER/NAME, POST …/predictions; "
+                             "repeatable)")
     args = parser.parse_args(argv)
     options: dict = {}
     if args.cog:
         cog = CogPredictor(args.cog, callback_url=args.cog_callback_url)
         options = {"predictor": cog, "openapi_schema": cog.openapi_schema}
-    server = start_background(host=args.host, port=args.port, token=args.token, db_path=args.db,
-                              tokens_per_second=args.tokens_per_second,
-                              allow_hosts=tuple(args.allow_host),
-                              webhook_secret=args.webhook_secret,
-                              rate_limits=RateLimits(args.rate_limit_create, args.rate_limit),
-                              **options)
+    try:
+        server = start_background(host=args.host, port=args.port, token=args.token, db_path=args.db,
+                                  tokens_per_second=args.tokens_per_second,
+                                  allow_hosts=tuple(args.allow_host),
+                                  webhook_secret=args.webhook_secret,
+                                  rate_limits=RateLimits(args.rate_limit_create, args.rate_limit),
+                                  deployments=tuple(args.deployment), **options)
+    except ValueError as exc:  # a --deployment that is not owner/name
+        parser.error(str(exc))
     auth = "token required" if args.token else "no token required"
     model = f"the Cog container at {args.cog}" if args.cog else "the built-in predictor"
-    print(f"MiniGPT-4 predictions server on {server.url} ({auth}), answering with {model}; "
+    deployed = "".join(f", deployment {name}" for name in args.deployment)
+    print(f"MiniGPT-4 predictions server on {server.url} ({auth}), answering with {model}{deployed}; "
           "Ctrl-C stops it", flush=True)
     try:
         threading.Event().wait()

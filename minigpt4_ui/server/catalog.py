@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 from .. import model_schema, schema
@@ -206,3 +207,41 @@ def served_schema(model: HostedModel, document: dict | None) -> tuple[model_sche
     components = document.get("components") or {}
     schemas = {**components.get("schemas", {}), "Output": {"type": "string", "title": "Output"}}
     return spec, {**document, "components": {**components, "schemas": schemas}}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A named deployment of a hosted model, as a host makes one on Replicate (its own instances
+    of one version); here the server's own predictor answers it with the model's latest version."""
+
+    owner: str
+    name: str
+    model: HostedModel
+    created_at: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+    def deployment_object(self) -> dict:
+        """`GET /v1/deployments/{owner}/{name}` as Replicate answers it: one release, on this
+        machine's CPU, one instance."""
+        account = {"type": "organization", "username": self.owner, "name": self.owner,
+                   "github_url": None}
+        return {"owner": self.owner, "name": self.name,
+                "current_release": {"number": 1, "model": self.model.ref, "version": self.model.latest,
+                                    "created_at": self.created_at, "created_by": account,
+                                    "configuration": {"hardware": "cpu", "min_instances": 1,
+                                                      "max_instances": 1}}}
+
+
+DEPLOYMENT_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)/([A-Za-z0-9][A-Za-z0-9._-]*)$")
+
+
+def deployment(ref: str, *, created_at: str) -> Deployment:
+    """The deployment `owner/name` of MiniGPT-4 (the model this server fronts); ValueError for a
+    name that is not `owner/name`."""
+    match = DEPLOYMENT_NAME.match(ref.strip())
+    if not match:
+        raise ValueError(f"a deployment is named owner/name, got {ref!r}")
+    return Deployment(*match.groups(), model=MINIGPT4, created_at=created_at)

@@ -25,13 +25,16 @@ def seconds_between(start: str, end: str) -> float:
     return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 6)
 
 
-def new_prediction(*, model: str, version: str, input: dict, deadline: str | None = None) -> dict:
-    """A fresh `starting` prediction object (without `urls`, which depend on the request)."""
-    return {"id": "".join(secrets.choice(ID_ALPHABET) for _ in range(26)), "model": model,
-            "version": version, "input": input, "logs": "", "output": None,
-            "data_removed": False, "error": None, "status": "starting", "created_at": now(),
-            "started_at": None, "completed_at": None, "source": "api", "metrics": {},
-            "deadline": deadline}
+def new_prediction(*, model: str, version: str, input: dict, deadline: str | None = None,
+                   deployment: str | None = None) -> dict:
+    """A fresh `starting` prediction object (without `urls`, which depend on the request); one
+    made on a deployment names it (`owner/name`), as Replicate's do."""
+    prediction = {"id": "".join(secrets.choice(ID_ALPHABET) for _ in range(26)), "model": model,
+                  "version": version, "input": input, "logs": "", "output": None,
+                  "data_removed": False, "error": None, "status": "starting", "created_at": now(),
+                  "started_at": None, "completed_at": None, "source": "api", "metrics": {},
+                  "deadline": deadline}
+    return {**prediction, "deployment": deployment} if deployment else prediction
 
 
 def present(prediction: dict, base_url: str) -> dict:

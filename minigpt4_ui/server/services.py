@@ -9,7 +9,7 @@ from typing import Callable
 from fastapi import Request
 
 from ..urlfetch import UrlPolicy
-from .catalog import HOSTED, MINIGPT4, HostedModel
+from .catalog import HOSTED, MINIGPT4, Deployment, HostedModel
 from .prediction_object import now
 from .predictors import Predictor
 from .predictors.builtin import StandInPredictor
@@ -44,6 +44,7 @@ class Services:
     max_file_bytes: int
     openapi_schema: Callable[[], dict | None] = lambda: None
     stand_ins: dict[str, Predictor] = field(default_factory=stand_ins)
+    deployments: dict[str, Deployment] = field(default_factory=dict)  # by `owner/name`
     _stopped: bool = False
     _closed: bool = False
 
@@ -53,6 +54,13 @@ class Services:
         if prediction is None:
             raise not_found()
         return prediction
+
+    def deployment(self, owner: str, name: str) -> Deployment:
+        """The deployment `owner/name`; 404 if this server has none of that name."""
+        deployment = self.deployments.get(f"{owner}/{name}")
+        if deployment is None:
+            raise not_found()
+        return deployment
 
     def file(self, file_id: str) -> dict:
         """A file object that has not expired; 404 otherwise."""

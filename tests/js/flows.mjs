@@ -17,6 +17,8 @@ if (!baseUrl || !token || !pngPath) {
 const VERSION = "e447a8583cffd86ce3b93f9c2cd24f2eae603d99ace6afa94b33a08e94a3cd06";
 const MODEL = "daanelson/minigpt-4";
 const PROMPT = "What is in this picture?";
+// The deployment tests/test_server_js_client.py starts both servers with.
+const [DEPLOYMENT_OWNER, DEPLOYMENT_NAME] = ["acme", "minigpt4-event"];
 const png = await readFile(pngPath);
 const dataUri = `data:image/png;base64,${png.toString("base64")}`;
 const client = (options = {}) =>
@@ -114,6 +116,45 @@ const flows = {
     const created = await slowClient.predictions.create({ version: VERSION, input: { image: dataUri, prompt: PROMPT } });
     const canceled = await slowClient.predictions.cancel(created.id);
     return { status: canceled.status };
+  },
+
+  async deployments() {
+    // A host's deployment: get it, list it, create a prediction on it and wait; one held by
+    // `Prefer: wait`; one cancelled on the slow server.
+    const deployment = await replicate.deployments.get(DEPLOYMENT_OWNER, DEPLOYMENT_NAME);
+    const listed = (await replicate.deployments.list()).results.map((d) => `${d.owner}/${d.name}`);
+    const created = await replicate.deployments.predictions.create(DEPLOYMENT_OWNER, DEPLOYMENT_NAME, {
+      input: { image: dataUri, prompt: PROMPT },
+    });
+    const finished = await replicate.wait(created, { interval: 50 });
+    const synced = await replicate.deployments.predictions.create(DEPLOYMENT_OWNER, DEPLOYMENT_NAME, {
+      input: { image: dataUri, prompt: PROMPT },
+      wait: true,
+    });
+    const slowClient = new Replicate({ auth: token, baseUrl: `${process.env.SLOW_SERVER_URL || baseUrl}/v1` });
+    const slow = await slowClient.deployments.predictions.create(DEPLOYMENT_OWNER, DEPLOYMENT_NAME, {
+      input: { image: dataUri, prompt: PROMPT },
+    });
+    const canceled = await slowClient.predictions.cancel(slow.id);
+    let missing = null;
+    try {
+      await replicate.deployments.get(DEPLOYMENT_OWNER, "no-such-deployment");
+    } catch (error) {
+      missing = error.response ? error.response.status : String(error);
+    }
+    return {
+      release_model: deployment.current_release.model,
+      release_version: deployment.current_release.version,
+      hardware: deployment.current_release.configuration.hardware,
+      listed,
+      created_status: created.status,
+      deployment: created.deployment,
+      finished_status: finished.status,
+      output: finished.output,
+      synced_output: synced.output,
+      canceled_status: canceled.status,
+      missing,
+    };
   },
 
   async files() {

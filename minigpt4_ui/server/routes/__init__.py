@@ -2,6 +2,7 @@
 
 - predictions: create, list, get, cancel (`predictions.py`)
 - models and versions (`models.py`)
+- deployments and their predictions (`deployments.py`)
 - files (`files.py`)
 - the webhook signing secret (`webhook_secret.py`)
 - server-sent event streams, which need no token (`streams.py`)
@@ -21,7 +22,7 @@ from .. import problems
 from ..http_helpers import MAX_BODY_BYTES, BodyLimitMiddleware, body_too_large, token_checker
 from ..rate_limit import RateLimitMiddleware, RateLimits
 from ..services import Services
-from . import files, models, predictions, streams, webhook_secret
+from . import deployments, files, models, predictions, streams, webhook_secret
 
 
 def build_app(*, services: Services, token: str | None, rate_limits: RateLimits | None = None,
@@ -31,7 +32,7 @@ def build_app(*, services: Services, token: str | None, rate_limits: RateLimits 
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
     api = APIRouter(prefix="/v1", dependencies=[Depends(token_checker(token))])
-    for module in (predictions, models, webhook_secret, files):
+    for module in (predictions, models, deployments, webhook_secret, files):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(streams.router, prefix="/v1")

@@ -1,5 +1,6 @@
 """`/v1/predictions` and `/v1/models/{owner}/{name}/predictions`: create (with webhooks,
-`Cancel-After` and `Prefer: wait`), list, get and cancel."""
+`Cancel-After` and `Prefer: wait`), list, get and cancel; `start_prediction` also serves
+deployments (`deployments.py`)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ async def create_prediction(request: Request, s: Services = Depends(services)) -
     body = await json_body(request)
     check_body(body, with_version=True)
     model, version = resolve_version(body["version"])
-    return await _create(request, body, model=model, version=version, s=s)
+    return await start_prediction(request, body, model=model, version=version, s=s)
 
 
 @router.post("/models/{owner}/{name}/predictions", status_code=201)
@@ -51,7 +52,7 @@ async def create_model_prediction(owner: str, name: str, request: Request,
     model = HOSTED.get(f"{owner}/{name}")
     if model is None:
         raise invalid_version()
-    return await _create(request, body, model=model, version=model.latest, s=s)
+    return await start_prediction(request, body, model=model, version=model.latest, s=s)
 
 
 @router.get("/predictions")
@@ -78,10 +79,10 @@ async def cancel_prediction(prediction_id: str, request: Request,
     return present(s.prediction(prediction_id), base_url(request))
 
 
-async def _create(request: Request, body: dict, *, model: HostedModel, version: str,
-                  s: Services) -> JSONResponse:
-    """Validate a checked body's input, start the prediction, and answer it (after waiting, if
-    the request prefers to)."""
+async def start_prediction(request: Request, body: dict, *, model: HostedModel, version: str,
+                           s: Services, deployment: str | None = None) -> JSONResponse:
+    """Validate a checked body's input, start the prediction (on `deployment`, if named), and
+    answer it (after waiting, if the request prefers to)."""
     cancel_after = cancel_after_seconds(request.headers.get("cancel-after"))
     spec, _ = served_schema(model, s.openapi_schema())
     try:
@@ -92,7 +93,8 @@ async def _create(request: Request, body: dict, *, model: HostedModel, version: 
     if spec.image in inputs:
         inputs[spec.image] = own_file(inputs[spec.image], request) or inputs[spec.image]
     prediction = new_prediction(model=model.ref, version=version, input=body["input"],
-                                deadline=None if cancel_after is None else now(cancel_after))
+                                deadline=None if cancel_after is None else now(cancel_after),
+                                deployment=deployment)
     base = base_url(request)
     created = present(prediction, base)  # the runner changes `prediction` from here on
     delivery = None
