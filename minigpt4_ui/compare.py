@@ -26,11 +26,12 @@ from .guard import LimitError
 from .model_refs import ModelRefError, UnknownModel
 from .model_schema import NOT_TEXT, InputError, ModelSpec, UnmappableSchema, is_text
 from .replicate_api import Client, ReplicateError
-from .handlers import Record, Studio, history_table, status_details, status_title_by, target
+from .handlers import Record, Studio, history_table, status_details, status_title_by, stop_button, target
 
 log = logging.getLogger(__name__)
 
 MAX_CONTENDERS = 4
+STOP = "Stop comparing"
 # Panes are redrawn at most this often, whatever the number of contenders streaming at once.
 REDRAW_SECONDS = 0.05
 
@@ -83,8 +84,8 @@ def _pane_status(pane: Pane) -> str:
 
 
 def _running(active: bool) -> tuple[dict, dict]:
-    """Compare and Stop: only Stop shows while the contenders answer."""
-    return gr.update(visible=not active), gr.update(visible=active)
+    """Compare and Stop: Stop takes Compare's place while the contenders answer."""
+    return gr.update(visible=not active), stop_button(active, STOP)
 
 
 class Comparer:

@@ -16,9 +16,9 @@ import gradio as gr
 from . import chat_messages, fair_queue, images, model_controls, schema
 from .ask_model import ModelAsker
 from .backend import Backend
-from .compare import MAX_CONTENDERS, Comparer
+from .compare import MAX_CONTENDERS, STOP as STOP_COMPARING, Comparer
 from .guard import request_visitor
-from .handlers import HISTORY_HEADERS, Studio
+from .handlers import HISTORY_HEADERS, STOP as STOP_ANSWERING, Studio
 from .settings import Settings
 
 TITLE = "MiniGPT-4 Studio"
@@ -78,7 +78,10 @@ CSS = """
 #header { align-items: center; }
 #header h1 { margin: 0; font-size: 1.4rem; }
 #backend-notice p { margin: 0; font-size: 0.9rem; }
-#message p { margin: 0; color: #8a1c1c; font-weight: 600; }
+#message p, #compare-message p { margin: 0; }
+/* One style for problems, a quiet one for information ("Last question removed."). */
+#message.problem p, #compare-message p { color: #8a1c1c; font-weight: 600; }
+#message.info p { color: var(--body-text-color-subdued); }
 #chat .examples { display: grid !important; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr));
                   gap: 8px; }
 @media (max-width: 640px) {
@@ -161,7 +164,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                                             placeholder="Ask about the image: Enter sends, Shift+Enter adds a line")
                         with gr.Row():
                             send = gr.Button(value="Send", variant="primary", elem_id="send")
-                            stop = gr.Button(value="Stop answering", variant="stop", visible=False, elem_id="stop")
+                            stop = gr.Button(value=STOP_ANSWERING, variant="stop", visible=False, elem_id="stop")
                             new_chat = gr.Button(value="New chat", elem_id="new-chat")
                             export_chat = gr.Button(value="Export conversation", elem_id="export-chat")
                         chat_files = gr.File(label="Conversation (HTML and JSON)", visible=False, interactive=False,
@@ -184,7 +187,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                         count = gr.Radio(label="Contenders", choices=[2, 3, 4], value=2, elem_id="contenders")
                         with gr.Row():
                             compare = gr.Button(value="Compare", variant="primary", elem_id="compare")
-                            compare_stop = gr.Button(value="Stop comparing", variant="stop", visible=False,
+                            compare_stop = gr.Button(value=STOP_COMPARING, variant="stop", visible=False,
                                                      elem_id="compare-stop")
                             export_compare = gr.Button(value="Export comparison", elem_id="export-compare")
                         compare_files = gr.File(label="Comparison (HTML and JSON)", visible=False, interactive=False,
@@ -266,7 +269,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         chatbot.example_select(_example, outputs=[image, prompt], **quiet, queue=False).success(**ask).success(
             **respond)
         chatbot.retry(studio.retry, inputs=chatbot, **sent).success(**respond)
-        stop.click(studio.stop, outputs=message, queue=False, **quiet)
+        stop.click(studio.stop, outputs=stop, queue=False, **quiet)
         picker.change(studio.pick_model, inputs=[picker, spec], outputs=[spec, picker, message, *controls], **quiet)
         export_chat.click(studio.export_conversation, inputs=[chatbot, records], outputs=[chat_files, message],
                           **quiet)
@@ -296,7 +299,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                    concurrency_limit=CONCURRENCY_LIMIT, **quiet)
         compare.click(**start).success(**run)
         compare_prompt.submit(**start).success(**run)
-        compare_stop.click(studio.stop, outputs=compare_message, queue=False, **quiet)
+        compare_stop.click(studio.stop, outputs=compare_stop, queue=False, **quiet)
         for index in range(MAX_CONTENDERS):
             better[index].click(functools.partial(comparer.mark_better, index), inputs=comparison,
                                 outputs=[comparison, *better], queue=False, **quiet)
