@@ -44,3 +44,18 @@ def test_a_visitors_share_of_the_queue_is_an_eighth_unless_set():
     assert Settings.from_env({"MINIGPT4_MAX_QUEUE_PER_VISITOR": "40"}).max_queue_per_visitor == 40
     with pytest.raises(ValueError, match="MINIGPT4_MAX_QUEUE_PER_VISITOR"):
         Settings.from_env({"MINIGPT4_MAX_QUEUE_PER_VISITOR": "many"})
+
+
+@pytest.mark.parametrize("cog, callback", [(None, None), ("http://127.0.0.1:5000", None),
+                                           ("https://cog.example:8443", "http://127.0.0.1:0"),
+                                           ("http://[::1]:5000", "http://172.17.0.1:5001")])
+def test_cog_addresses_that_can_work_pass_the_check(cog, callback):
+    Settings(cog_url=cog, cog_callback_url=callback).check()
+
+
+@pytest.mark.parametrize("cog, callback, named", [("notaurl", None, "--cog"), ("ftp://host", None, "--cog"),
+                                                  (None, "http://127.0.0.1:0", "--cog-callback-url"),
+                                                  ("http://127.0.0.1:5000", "https://a:1", "--cog-callback-url")])
+def test_cog_addresses_that_cannot_work_are_refused_naming_the_option(cog, callback, named):
+    with pytest.raises(ValueError, match=f"^{named} "):
+        Settings(cog_url=cog, cog_callback_url=callback).check()
