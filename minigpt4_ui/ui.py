@@ -18,7 +18,7 @@ from .ask_model import ModelAsker
 from .backend import Backend
 from .compare import MAX_CONTENDERS, STOP as STOP_COMPARING, Comparer
 from .guard import request_visitor
-from .handlers import HISTORY_HEADERS, STOP as STOP_ANSWERING, Studio
+from .handlers import HISTORY_HEADERS, NO_MESSAGE, STOP as STOP_ANSWERING, Studio
 from .settings import Settings
 
 TITLE = "MiniGPT-4 Studio"
@@ -251,12 +251,13 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         # chat's own status block says what is happening, and Stop is a flag, not a cancellation.
         quiet = dict(api_visibility="private", show_progress="hidden")
 
-        def refresh_banner() -> tuple[str, gr.Timer]:
-            text, done = backend.current_notice()
+        def refresh_banner(token: str) -> tuple[str, gr.Timer]:
+            text, done = backend.current_notice(token)
             return text, gr.Timer(active=not done)
 
-        for event in (demo.load, banner_timer.tick):
-            event(refresh_banner, outputs=[banner, banner_timer], queue=False, **quiet)
+        # What answers now, for this visitor: a pasted token changes it at once.
+        for event in (demo.load, banner_timer.tick, visitor_token.change):
+            event(refresh_banner, inputs=visitor_token, outputs=[banner, banner_timer], queue=False, **quiet)
         sent = dict(outputs=[chatbot, prompt, question, message, send, stop, new_chat], queue=False, **quiet)
         respond = dict(fn=studio.respond, inputs=[image, question, chatbot, records, visitor_token, spec, *controls],
                        outputs=[chatbot, records, history, request_json, request_curl, request_python, send, stop,
@@ -278,6 +279,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         chatbot.undo(studio.undo, inputs=chatbot, outputs=[chatbot, prompt, message], queue=False, **quiet)
         chatbot.like(studio.like, inputs=[chatbot, records], outputs=records, queue=False, **quiet)
         new_chat.click(studio.clear, outputs=[image, url, prompt, chatbot, message], queue=False, **quiet)
+        chatbot.clear(lambda: NO_MESSAGE, outputs=message, queue=False, **quiet)  # the chat's own trash button
         image.change(studio.new_image, inputs=[image, chatbot], outputs=message, queue=False, **quiet)
         for trigger in (load_url.click, url.submit):
             # One shared limit for both triggers: slow URLs wait in the queue, not on worker threads.
