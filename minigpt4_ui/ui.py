@@ -82,6 +82,7 @@ CSS = """
 /* One style for problems, a quiet one for information ("Last question removed."). */
 #message.problem p, #compare-message p { color: #8a1c1c; font-weight: 600; }
 #message.info p { color: var(--body-text-color-subdued); }
+#settings .problem [data-testid="block-info"] { color: #8a1c1c; font-weight: 600; }
 #chat .examples { display: grid !important; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr));
                   gap: 8px; }
 @media (max-width: 640px) {
@@ -276,6 +277,10 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                           **quiet)
         open_settings.click(lambda: gr.Sidebar(open=True), outputs=sidebar, queue=False, **quiet)
         reset.click(studio.reset, inputs=spec, outputs=controls, queue=False, **quiet)
+        for slot in range(model_controls.SLOTS):
+            slider = controls[slot * len(model_controls.KINDS) + model_controls.KINDS.index("slider")]
+            slider.release(functools.partial(model_controls.settle_slider, slot), inputs=[spec, slider],
+                           outputs=slider, queue=False, **quiet)
         chatbot.undo(studio.undo, inputs=chatbot, outputs=[chatbot, prompt, message], queue=False, **quiet)
         chatbot.like(studio.like, inputs=[chatbot, records], outputs=records, queue=False, **quiet)
         new_chat.click(studio.clear, outputs=[image, url, prompt, chatbot, message], queue=False, **quiet)
