@@ -230,8 +230,15 @@ class Studio:
 
     @staticmethod
     def new_image(image: str | None, history: list) -> Any:
-        """Say what a different image does to the conversation."""
-        if image and history and chat_messages.is_new_image(history, image):
+        """Say what is wrong with an image as soon as it arrives, else what a different image does
+        to the conversation. (Preparing it here is not wasted: Send reuses the prepared image.)"""
+        if not image:
+            return NO_MESSAGE
+        try:
+            images.to_input(image)
+        except images.ImageError as exc:
+            return problem(str(exc))
+        if history and chat_messages.is_new_image(history, image):
             return info("New image: your next question starts a new topic; the conversation so far stays.")
         return NO_MESSAGE
 

@@ -285,7 +285,8 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         chatbot.like(studio.like, inputs=[chatbot, records], outputs=records, queue=False, **quiet)
         new_chat.click(studio.clear, outputs=[image, url, prompt, chatbot, message], queue=False, **quiet)
         chatbot.clear(lambda: NO_MESSAGE, outputs=message, queue=False, **quiet)  # the chat's own trash button
-        image.change(studio.new_image, inputs=[image, chatbot], outputs=message, queue=False, **quiet)
+        # Queued: it decodes the image.
+        image.change(studio.new_image, inputs=[image, chatbot], outputs=message, **quiet)
         for trigger in (load_url.click, url.submit):
             # One shared limit for both triggers: slow URLs wait in the queue, not on worker threads.
             trigger(studio.load_url, inputs=url, outputs=[image, message], concurrency_id="load-url",

@@ -242,6 +242,15 @@ def test_image_file_through_the_api(client, corpus_dir, name, filename, data, ex
 @pytest.mark.parametrize("name, filename, data, expected",
                          [c for c in IMAGE_CASES if not isinstance(c[3], tuple)],
                          ids=[c[0] for c in IMAGE_CASES if not isinstance(c[3], tuple)])
+def test_bad_image_is_said_as_soon_as_it_is_uploaded(corpus_dir, name, filename, data, expected):
+    """Not only at Send: the page showed a broken-image icon and nothing else until then."""
+    said = Studio.new_image(str(corpus_dir / filename), [])
+    assert expected in said["value"] and said["elem_classes"] == ["problem"]
+
+
+@pytest.mark.parametrize("name, filename, data, expected",
+                         [c for c in IMAGE_CASES if not isinstance(c[3], tuple)],
+                         ids=[c[0] for c in IMAGE_CASES if not isinstance(c[3], tuple)])
 def test_bad_image_leaves_the_chat_and_prompt_in_place(corpus_dir, name, filename, data, expected):
     """The Send handler says why in the message line and skips every other output: prompt, chat stay."""
     studio = Studio(backend=None, settings=Settings())
