@@ -231,7 +231,7 @@ class Comparer:
     def export(comparison: Comparison | None) -> tuple[Any, str]:
         """The comparison as one HTML file and JSON, for download (outputs: files, message)."""
         if comparison is None:
-            return gr.skip(), "Nothing to export yet: compare first."
+            return gr.update(value=None, visible=False), "Nothing to export yet: compare first."
         report = export.Report(kind="comparison", image=comparison.image, entries=comparison.entries(),
                                title="MiniGPT-4 Studio: a comparison",
                                exported_at=time.strftime("%Y-%m-%d %H:%M:%S"))

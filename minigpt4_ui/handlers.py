@@ -218,7 +218,7 @@ class Studio:
         answered = [by_id[m["metadata"]["id"]] for m in history
                     if (m.get("metadata") or {}).get("id") in by_id]
         if not answered:
-            return gr.skip(), problem("Nothing to export yet: ask a question first.")
+            return gr.update(value=None, visible=False), problem("Nothing to export yet: ask a question first.")
         pictures = [chat_messages.image_of(m) for m in history if m["role"] == "user"]
         pictures = [picture for picture in pictures if picture]
         notes = ((f"The conversation is about {len(pictures)} images; the newest is shown.",)

@@ -94,6 +94,16 @@ CSS = """
 footer { visibility: visible; }
 """
 
+# One click on Export: the export's HTML page downloads at once (its JSON is listed beside it).
+DOWNLOAD_FIRST = """(files) => {
+  const file = Array.isArray(files) ? files[0] : files;
+  if (!file || !file.url) return;
+  const link = Object.assign(document.createElement("a"), {href: file.url, download: file.orig_name || ""});
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+}"""
+
 # Paced predictions mostly wait on the network, so many chats can share one worker process.
 CONCURRENCY_LIMIT = 64
 
@@ -274,7 +284,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         stop.click(studio.stop, outputs=stop, queue=False, **quiet)
         picker.change(studio.pick_model, inputs=[picker, spec], outputs=[spec, picker, message, *controls], **quiet)
         export_chat.click(studio.export_conversation, inputs=[chatbot, records], outputs=[chat_files, message],
-                          **quiet)
+                          **quiet).then(None, inputs=chat_files, js=DOWNLOAD_FIRST, **quiet)
         open_settings.click(lambda: gr.Sidebar(open=True), outputs=sidebar, queue=False, **quiet)
         reset.click(studio.reset, inputs=spec, outputs=controls, queue=False, **quiet)
         for slot in range(model_controls.SLOTS):
@@ -314,7 +324,8 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
             carry_on[index].click(functools.partial(comparer.continue_in_chat, index), inputs=comparison,
                                   outputs=[tabs, chatbot, image, picker, spec, compare_message, *controls],
                                   queue=False, **quiet)
-        export_compare.click(comparer.export, inputs=comparison, outputs=[compare_files, compare_message], **quiet)
+        export_compare.click(comparer.export, inputs=comparison, outputs=[compare_files, compare_message],
+                             **quiet).then(None, inputs=compare_files, js=DOWNLOAD_FIRST, **quiet)
 
         api_trigger.click(studio.ask, inputs=[image, prompt, *api_params], outputs=answer, api_name="ask",
                           concurrency_limit=CONCURRENCY_LIMIT)
