@@ -188,7 +188,8 @@ class Comparer:
 
     @staticmethod
     def _render(comparison: Comparison, state: Any, records: Any, history: Any, *, running: bool) -> list:
-        out = [state, records, history, "", *_running(running)]
+        # Start already showed Stop; while the contenders stream it is left alone (see Studio.respond).
+        out = [state, records, history, "", *(_running(False) if not running else (gr.skip(),) * 2)]
         for index in range(MAX_CONTENDERS):
             pane = comparison.panes[index] if index < len(comparison.panes) else None
             if pane is None:

@@ -342,7 +342,10 @@ class Studio:
             history[at] = chat_messages.status(title, done=done, details=details, prediction_id=record.id or None)
 
         def update(done: bool) -> Answer:
-            return Answer(history, records, history_table(records), *views, *_answering(not done))
+            # Send already showed Stop; while the answer streams its buttons are left alone, so a
+            # pressed Stop keeps saying "Stopping…".
+            buttons = _answering(False) if done else (gr.skip(),) * 3
+            return Answer(history, records, history_table(records), *views, *buttons)
 
         earlier = chat_messages.turns(history)  # the new question has no answer yet, so it is not a turn
         at = len(history)

@@ -22,7 +22,8 @@ from .handlers import HISTORY_HEADERS, NO_MESSAGE, STOP as STOP_ANSWERING, Studi
 from .settings import Settings
 
 TITLE = "MiniGPT-4 Studio"
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+PACKAGE = Path(__file__).resolve().parent
+ASSETS = PACKAGE.parent / "assets"
 EXAMPLES = [
     ("coffee.jpg", "What drink is this, and how would I make it at home?"),
     ("chelsea.jpg", "Write a funny caption for this photo."),
@@ -62,37 +63,9 @@ THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate").set(
     button_primary_background_fill="*primary_600",
     button_primary_background_fill_hover="*primary_700",
 )
-# Two of Gradio's own buttons have no accessible name: the image in a question (it opens a
-# preview) and the arrow that opens a status block. Name them as they appear.
-HEAD = """<script>
-new MutationObserver(() => {
-  for (const button of document.querySelectorAll("button:not([data-named])")) {
-    if ((button.getAttribute("aria-label") || button.innerText || button.title || "").trim()) continue;
-    if (button.querySelector("img")) button.setAttribute("aria-label", "Show the image larger");
-    else if (button.querySelector(".dropdown-arrow")) button.setAttribute("aria-label", "Show or hide the details");
-    button.dataset.named = "1";
-  }
-}).observe(document.documentElement, {childList: true, subtree: true});
-</script>"""
-CSS = """
-#header { align-items: center; }
-#header h1 { margin: 0; font-size: 1.4rem; }
-#backend-notice p { margin: 0; font-size: 0.9rem; }
-#message p, #compare-message p { margin: 0; }
-/* One style for problems, a quiet one for information ("Last question removed."). */
-#message.problem p, #compare-message p { color: #8a1c1c; font-weight: 600; }
-#message.info p { color: var(--body-text-color-subdued); }
-#settings .problem [data-testid="block-info"] { color: #8a1c1c; font-weight: 600; }
-#chat .examples { display: grid !important; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr));
-                  gap: 8px; }
-@media (max-width: 640px) {
-  #chat .examples { grid-template-columns: repeat(2, minmax(0, 1fr)); }
-  #header h1 { font-size: 1.15rem; }
-}
-#chat [data-testid="user"] img { max-height: 160px; width: auto; }
-#stop { background: #b91c1c; border-color: #b91c1c; color: #fff; }
-footer { visibility: visible; }
-"""
+# The page's own script and look, beyond Gradio's components (keyboard, phone, target sizes).
+HEAD = f"<script>\n{(PACKAGE / 'page.js').read_text(encoding='utf-8')}</script>"
+CSS = (PACKAGE / "page.css").read_text(encoding="utf-8")
 
 # One click on Export: the export's HTML page downloads at once (its JSON is listed beside it).
 DOWNLOAD_FIRST = """(files) => {
@@ -188,8 +161,9 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                                                      elem_id="load-url")
             with gr.Tab(label="Compare", id="compare"):
                 with gr.Row(equal_height=False):
+                    # Taller than the chat's: its longer label would cover the upload icon.
                     compare_image = _unopened(gr.Image(label="Image to compare on", type="filepath",
-                                                       image_mode=None, height=170, buttons=[],
+                                                       image_mode=None, height=230, buttons=[],
                                                        sources=["upload", "webcam", "clipboard"],
                                                        elem_id="compare-image", scale=1, min_width=200))
                     with gr.Column(scale=3, min_width=260):
