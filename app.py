@@ -1,11 +1,15 @@
 """MiniGPT-4 Studio: `python app.py [--smolvlm ID --precision P --no-download | --local-model PATH_OR_ID |
---cog URL] [--deployment OWNER/NAME] [--warm-up] [--mcp]` (also the Hugging Face Spaces entry point)."""
+--cog URL] [--deployment OWNER/NAME] [--warm-up] [--mcp] [--host ADDRESS] [--port PORT]` (also the
+Hugging Face Spaces entry point)."""
 
 import argparse
 import functools
+import os
 import signal
+import socket
 import sys
 from dataclasses import replace
+from typing import NamedTuple
 
 from starlette.middleware import Middleware
 
@@ -18,6 +22,13 @@ from minigpt4_ui.server.predictors.onnx_engine import PRECISIONS
 from minigpt4_ui.settings import Settings, parse_deployment
 
 SESSION_CAPACITY = 2000
+
+
+class Listen(NamedTuple):
+    """Where the app listens; None: Gradio's default (127.0.0.1; the first free port from 7860)."""
+
+    host: str | None
+    port: int | None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,7 +67,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mcp", action="store_true",
                         help="serve ask, ask_model and list_models as MCP tools for agents at "
                              "/gradio_api/mcp/ (also MINIGPT4_MCP=1 or GRADIO_MCP_SERVER=True)")
+    parser.add_argument("--host", metavar="ADDRESS",
+                        help="the address to listen on (also GRADIO_SERVER_NAME; default 127.0.0.1, "
+                             "this machine only; 0.0.0.0 for every network interface)")
+    parser.add_argument("--port", type=int, metavar="PORT",
+                        help="the port to listen on (also GRADIO_SERVER_PORT); it must be free. "
+                             "Default: the first free port from 7860")
     return parser.parse_args(argv)
+
+
+def _listen_address(args: argparse.Namespace) -> Listen:
+    """Where to listen: --host/--port, else GRADIO_SERVER_NAME/GRADIO_SERVER_PORT, else Gradio's
+    defaults; a port that was asked for must be free (Gradio would move to another silently)."""
+    host = args.host or os.environ.get("GRADIO_SERVER_NAME") or None
+    named = "--port" if args.port is not None else "GRADIO_SERVER_PORT"
+    port = args.port if args.port is not None else os.environ.get("GRADIO_SERVER_PORT")
+    if port is None:
+        return Listen(host, None)
+    where = host or "127.0.0.1"
+    with socket.socket() as probe:  # as Gradio probes it
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((where.strip("[]"), int(port)))
+        except OSError as exc:
+            sys.exit(f"error: cannot listen on {where} port {port} ({named}): {exc.strerror or exc}. "
+                     "Stop what uses it, or choose another port with --port.")
+    return Listen(host, int(port))
 
 
 def main() -> None:
@@ -65,17 +101,20 @@ def main() -> None:
     try:
         settings = Settings.from_env()
         deployment = parse_deployment(args.deployment, source="--deployment")
-    except ValueError as exc:  # a variable or flag that cannot mean anything
-        sys.exit(f"error: {exc}")
-    settings = replace(settings, local_model=args.local_model or settings.local_model,
-                       allow_download=args.allow_download or settings.allow_download,
-                       smolvlm=args.smolvlm or settings.smolvlm,
-                       precision=args.precision or settings.precision,
-                       downloads=settings.downloads and not args.no_download,
-                       cog_url=args.cog or settings.cog_url,
-                       cog_callback_url=args.cog_callback_url or settings.cog_callback_url,
-                       deployment=deployment or settings.deployment,
-                       warm_up=args.warm_up or settings.warm_up, mcp=args.mcp or settings.mcp)
+        settings = replace(settings, local_model=args.local_model or settings.local_model,
+                           allow_download=args.allow_download or settings.allow_download,
+                           smolvlm=args.smolvlm or settings.smolvlm,
+                           precision=args.precision or settings.precision,
+                           downloads=settings.downloads and not args.no_download,
+                           cog_url=args.cog or settings.cog_url,
+                           cog_callback_url=args.cog_callback_url or settings.cog_callback_url,
+                           deployment=deployment or settings.deployment,
+                           warm_up=args.warm_up or settings.warm_up, mcp=args.mcp or settings.mcp)
+        settings.check()
+    except ValueError as exc:  # a setting that cannot work: said in one line, like a bad option
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    listen = _listen_address(args)
     try:
         connected = backend.connect(settings)
     except PredictionError as exc:  # the local model is missing or cannot load
@@ -83,7 +122,6 @@ def main() -> None:
     if settings.warm_up:
         connected.warm_up()
     try:
-        # Server name and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when set.
         # Gradio keeps every session's state (a copy of each component's config, ~150 KB here)
         # for an hour after it ends; the cap bounds that memory on a busy public host.
         demo = ui.build(connected, settings)
@@ -96,7 +134,8 @@ def main() -> None:
         calls = Middleware(McpCalls, visitor_of=functools.partial(request_visitor, hops=settings.proxy_hops))
         demo.launch(theme=ui.THEME, css=ui.CSS, head=ui.HEAD, max_file_size=f"{settings.max_upload_mb}mb",
                     state_session_capacity=SESSION_CAPACITY, mcp_server=settings.mcp,
-                    app_kwargs={"middleware": [limits, calls], "lifespan": mcp_calls.install(demo)})
+                    app_kwargs={"middleware": [limits, calls], "lifespan": mcp_calls.install(demo)},
+                    server_name=listen.host, server_port=listen.port)
         demo.close()
     finally:
         connected.close()

@@ -17,6 +17,11 @@ from .warm_up import WarmUp, notice as warm_up_notice
 log = logging.getLogger(__name__)
 
 
+VISITOR_TOKEN_NOTICE = (f"**Your Replicate token:** your questions go to [MiniGPT-4]({MODEL_PAGE}) on Replicate, "
+                        "on your account, and so do Compare's and any model you pick. Remove the token under "
+                        "*Settings and history* to go back to this demo's own answers.")
+
+
 def normalise_token(visitor_token: str | None) -> str | None:
     """A visitor's pasted token without surrounding blanks, or None when there is none."""
     token = (visitor_token or "").strip()
@@ -46,8 +51,11 @@ class Backend:
         """The open models that answer on this machine, besides MiniGPT-4's stand-in."""
         return [model for model in self.answerers if model != MODEL]
 
-    def current_notice(self) -> tuple[str, bool]:
-        """The banner's text now, and whether it is settled (will not change by itself)."""
+    def current_notice(self, visitor_token: str | None = None) -> tuple[str, bool]:
+        """The banner's text now for a visitor, and whether it is settled (will not change by
+        itself): a visitor's own token decides who answers their questions."""
+        if normalise_token(visitor_token) is not None:
+            return VISITOR_TOKEN_NOTICE, True
         text, settled = self.banner() if self.banner else (self.notice, True)
         if self.warming is None:
             return text, settled

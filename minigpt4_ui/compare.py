@@ -26,11 +26,12 @@ from .guard import LimitError
 from .model_refs import ModelRefError, UnknownModel
 from .model_schema import NOT_TEXT, InputError, ModelSpec, UnmappableSchema, is_text
 from .replicate_api import Client, ReplicateError
-from .handlers import Record, Studio, history_table, status_details, status_title_by, target
+from .handlers import Record, Studio, history_table, status_details, status_title_by, stop_button, target
 
 log = logging.getLogger(__name__)
 
 MAX_CONTENDERS = 4
+STOP = "Stop comparing"
 # Panes are redrawn at most this often, whatever the number of contenders streaming at once.
 REDRAW_SECONDS = 0.05
 
@@ -83,8 +84,8 @@ def _pane_status(pane: Pane) -> str:
 
 
 def _running(active: bool) -> tuple[dict, dict]:
-    """Compare and Stop: only Stop shows while the contenders answer."""
-    return gr.update(visible=not active), gr.update(visible=active)
+    """Compare and Stop: Stop takes Compare's place while the contenders answer."""
+    return gr.update(visible=not active), stop_button(active, STOP)
 
 
 class Comparer:
@@ -188,7 +189,8 @@ class Comparer:
 
     @staticmethod
     def _render(comparison: Comparison, state: Any, records: Any, history: Any, *, running: bool) -> list:
-        out = [state, records, history, "", *_running(running)]
+        # Start already showed Stop; while the contenders stream it is left alone (see Studio.respond).
+        out = [state, records, history, "", *(_running(False) if not running else (gr.skip(),) * 2)]
         for index in range(MAX_CONTENDERS):
             pane = comparison.panes[index] if index < len(comparison.panes) else None
             if pane is None:
@@ -231,7 +233,7 @@ class Comparer:
     def export(comparison: Comparison | None) -> tuple[Any, str]:
         """The comparison as one HTML file and JSON, for download (outputs: files, message)."""
         if comparison is None:
-            return gr.skip(), "Nothing to export yet: compare first."
+            return gr.update(value=None, visible=False), "Nothing to export yet: compare first."
         report = export.Report(kind="comparison", image=comparison.image, entries=comparison.entries(),
                                title="MiniGPT-4 Studio: a comparison",
                                exported_at=time.strftime("%Y-%m-%d %H:%M:%S"))

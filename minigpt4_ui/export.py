@@ -93,6 +93,15 @@ def describe_image(value: Any) -> Any:
     return f"{kind} data URI ({size}{len(value):,} characters)"
 
 
+def describe_picture(image: str | None) -> str | None:
+    """The report's image as the JSON names it. A local file's path is the server's own (Gradio's
+    cache of an upload), so only the file's name and size are kept; a data URI is described."""
+    if not image or image.startswith(("data:", "http://", "https://")):
+        return describe_image(image)
+    picture = _open(image)
+    return f"{Path(image).name} ({picture.width}×{picture.height})" if picture is not None else Path(image).name
+
+
 def to_json(report: Report) -> str:
     """The report as JSON: every input (the image described), each prediction's id and timings."""
     entries = []
@@ -104,7 +113,7 @@ def to_json(report: Report) -> str:
                               "total_time": data.pop("total_time")}
         entries.append(data)
     return json.dumps({"kind": report.kind, "title": report.title,
-                       "exported_at": report.exported_at, "image": describe_image(report.image),
+                       "exported_at": report.exported_at, "image": describe_picture(report.image),
                        "notes": list(report.notes), "entries": entries},
                       ensure_ascii=False, indent=2)
 
@@ -162,7 +171,7 @@ def _article(entry: Entry, *, with_question: bool) -> str:
         html.escape(entry.status), *timings,
         f"prediction <code>{html.escape(entry.prediction_id)}</code>" if entry.prediction_id else "",
     ] if part)
-    parameters = ", ".join(f"{html.escape(name)}={html.escape(json.dumps(value))}"
+    parameters = ", ".join(f"{html.escape(name)}={html.escape(json.dumps(value, ensure_ascii=False))}"
                            for name, value in entry.inputs.items()
                            if not (isinstance(value, str) and (value.startswith("data:")
                                                                 or value == entry.question)))

@@ -35,6 +35,8 @@ ACCOUNT_LIST_LIMIT = 50
 HISTORY_HEADERS = ["Time", "Status", "Seconds", "Prompt", "Prediction"]
 BUSY = ("An answer is still being written: wait for it, or press Stop. "
         "Your new question is still in the box.")
+STOP = "Stop answering"
+STOPPING = "Stopping…"
 
 
 @dataclass
@@ -91,14 +93,28 @@ class Answer(NamedTuple):
     new_chat: Any
 
 
-def _message(text: str = "") -> str:
-    """The message line under the chat (escaped by the Markdown component)."""
-    return text
+NO_MESSAGE = ""  # clears the message line under the chat
+
+
+def problem(text: str) -> dict:
+    """The message line under the chat saying what is wrong, in the style for problems."""
+    return gr.update(value=text, elem_classes=["problem"])
+
+
+def info(text: str) -> dict:
+    """The message line under the chat saying what happened, in the quiet style for information."""
+    return gr.update(value=text, elem_classes=["info"])
+
+
+def stop_button(active: bool, label: str = STOP) -> dict:
+    """Stop, shown while an answer runs; it reads `label` again after any "Stopping…"."""
+    return gr.update(visible=active, value=label, interactive=True)
 
 
 def _answering(active: bool) -> tuple[dict, dict, dict]:
-    """Send, Stop and New chat: only Stop shows while an answer is being written."""
-    return gr.update(visible=not active), gr.update(visible=active), gr.update(visible=not active)
+    """Send, Stop and New chat: Stop takes Send's place while an answer is being written, and
+    New chat stays where it is, unavailable, so no button moves."""
+    return gr.update(visible=not active), stop_button(active), gr.update(interactive=not active)
 
 
 def status_title(progress: chat.Progress) -> str:
@@ -158,14 +174,14 @@ class Studio:
         """The guard's slot for an API call (host-paid ones count against the visitor's hour)."""
         return self.guard.slot(_session(request), self.visitor(request, None))
 
-    def load_url(self, url: str) -> tuple[Any, str]:
+    def load_url(self, url: str) -> tuple[Any, Any]:
         """Fetch and check an image URL; a refused URL keeps the current image and says why."""
         if not url or not url.strip():
-            return gr.skip(), _message("Paste an image URL first.")
+            return gr.skip(), problem("Paste an image URL first.")
         try:
-            return str(images.fetch(url, allow_private=self.settings.allow_private_urls)), _message()
+            return str(images.fetch(url, allow_private=self.settings.allow_private_urls)), NO_MESSAGE
         except images.ImageError as exc:
-            return gr.skip(), _message(f"That URL didn't work: {exc} The current image is kept.")
+            return gr.skip(), problem(f"That URL didn't work: {exc} The current image is kept.")
 
     def spec_of(self, text: str) -> ModelSpec:
         """The spec of a picked or typed model; MiniGPT-4 without a version is the host's own.
@@ -187,9 +203,9 @@ class Studio:
         try:
             spec = self.spec_of(text)
         except (ModelRefError, UnknownModel, UnmappableSchema, ReplicateError) as exc:
-            unchanged[1:3] = [current.model, _message(f"{exc}. {current.model} stays selected.")]
+            unchanged[1:3] = [current.model, problem(f"{exc}. {current.model} stays selected.")]
             return unchanged
-        return [spec, gr.skip(), _message(_left_out_note(spec)), *model_controls.updates(spec)]
+        return [spec, gr.skip(), info(_left_out_note(spec)), *model_controls.updates(spec)]
 
     @staticmethod
     def reset(spec: ModelSpec) -> list:
@@ -197,13 +213,13 @@ class Studio:
         return model_controls.updates(spec)
 
     @staticmethod
-    def export_conversation(history: list, records: list) -> tuple[Any, str]:
+    def export_conversation(history: list, records: list) -> tuple[Any, Any]:
         """The chat's answers as one HTML file and JSON, for download (outputs: files, message)."""
         by_id = {record.id: record for record in records if record.id}
         answered = [by_id[m["metadata"]["id"]] for m in history
                     if (m.get("metadata") or {}).get("id") in by_id]
         if not answered:
-            return gr.skip(), _message("Nothing to export yet: ask a question first.")
+            return gr.update(value=None, visible=False), problem("Nothing to export yet: ask a question first.")
         pictures = [chat_messages.image_of(m) for m in history if m["role"] == "user"]
         pictures = [picture for picture in pictures if picture]
         notes = ((f"The conversation is about {len(pictures)} images; the newest is shown.",)
@@ -211,14 +227,21 @@ class Studio:
         report = export.Report(kind="conversation", image=pictures[-1] if pictures else None,
                                entries=tuple(_entry(record) for record in answered),
                                exported_at=time.strftime("%Y-%m-%d %H:%M:%S"), notes=notes)
-        return gr.update(value=export.save(report, "conversation"), visible=True), _message()
+        return gr.update(value=export.save(report, "conversation"), visible=True), NO_MESSAGE
 
     @staticmethod
-    def new_image(image: str | None, history: list) -> str:
-        """Say what a different image does to the conversation."""
-        if image and history and chat_messages.is_new_image(history, image):
-            return _message("New image: your next question starts a new topic; the conversation so far stays.")
-        return _message()
+    def new_image(image: str | None, history: list) -> Any:
+        """Say what is wrong with an image as soon as it arrives, else what a different image does
+        to the conversation. (Preparing it here is not wasted: Send reuses the prepared image.)"""
+        if not image:
+            return NO_MESSAGE
+        try:
+            images.to_input(image)
+        except images.ImageError as exc:
+            return problem(str(exc))
+        if history and chat_messages.is_new_image(history, image):
+            return info("New image: your next question starts a new topic; the conversation so far stays.")
+        return NO_MESSAGE
 
     def send(self, request: gr.Request | None, image: str | None, prompt: str, history: list,
              spec: ModelSpec, *values: Any) -> Sent:
@@ -230,18 +253,18 @@ class Studio:
         """
         keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question="")
         if chat_messages.questions(history) >= chat_messages.MAX_QUESTIONS:
-            return keep._replace(message=_message(chat_messages.TOO_LONG))
+            return keep._replace(message=problem(chat_messages.TOO_LONG))
         # Some models' question has a default, but a chat needs one; every problem is said at once.
         no_question = "" if (prompt or "").strip() else wording.NO_QUESTION
         try:
             chat.build_model_input(spec, image, {spec.question: prompt, **model_controls.params(spec, values)})
         except (schema.InputError, images.ImageError) as exc:
             said = wording.input_problem(exc, spec)
-            return keep._replace(message=_message(said if no_question in said else f"{no_question}. {said}"))
+            return keep._replace(message=problem(said if no_question in said else f"{no_question}. {said}"))
         if no_question:
-            return keep._replace(message=_message(f"{no_question}."))
+            return keep._replace(message=problem(f"{no_question}."))
         if self.slots.take(_session(request)) is None:
-            return keep._replace(message=_message(BUSY))
+            return keep._replace(message=problem(BUSY))
         history = list(history)
         if chat_messages.is_new_image(history, image):
             if history:
@@ -249,35 +272,39 @@ class Studio:
             history.append(chat_messages.question(prompt, image))
         else:
             history.append(chat_messages.question(prompt))
-        return Sent(history, "", prompt, _message(), *_answering(True))
+        return Sent(history, "", prompt, NO_MESSAGE, *_answering(True))
 
     def retry(self, history: list, request: gr.Request = None) -> Sent:
         """Drop the last answer and ask its question again."""
         keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question="")
         last = chat_messages.last_question(history)
         if last is None:
-            return keep._replace(message=_message("There is no question to ask again."))
+            return keep._replace(message=problem("There is no question to ask again."))
         if self.slots.take(_session(request)) is None:
-            return keep._replace(message=_message(BUSY))
-        return Sent(history[: last + 1], gr.skip(), chat_messages.text(history[last]), _message(),
+            return keep._replace(message=problem(BUSY))
+        return Sent(history[: last + 1], gr.skip(), chat_messages.text(history[last]), NO_MESSAGE,
                     *_answering(True))
 
-    def stop(self, request: gr.Request = None) -> str:
-        """Ask the running answer to stop; it cancels its prediction and keeps what it wrote."""
+    def stop(self, request: gr.Request = None) -> Any:
+        """Ask the running answer to stop; it cancels its prediction and keeps what it wrote.
+
+        The pressed button (the chat's or Compare's) reads "Stopping…" until the answer ends and
+        hides it: a word in the message line would outlive the answer.
+        """
         if self.slots.stop(_session(request)):
-            return _message("Stopping…")
-        return _message()
+            return gr.update(value=STOPPING, interactive=False)
+        return gr.skip()
 
     @staticmethod
-    def undo(history: list) -> tuple[list, str, str]:
+    def undo(history: list) -> tuple[list, Any, Any]:
         """Remove the last question, its answer and any note before it; the question returns to the box."""
         last = chat_messages.last_question(history)
         if last is None:
-            return history, gr.skip(), _message("Nothing to undo.")
+            return history, gr.skip(), info("Nothing to undo.")
         kept = history[:last]
         if kept and chat_messages.is_new_image_note(kept[-1]):
             kept.pop()  # the note belongs to the question it introduced
-        return kept, chat_messages.text(history[last]), _message("Last question removed.")
+        return kept, chat_messages.text(history[last]), info("Last question removed.")
 
     def respond(self, request: gr.Request | None, image: str, question: str, history: list, records: list,
                 visitor_token: str, spec: ModelSpec, *values: Any) -> Iterator[Answer]:
@@ -316,7 +343,10 @@ class Studio:
             history[at] = chat_messages.status(title, done=done, details=details, prediction_id=record.id or None)
 
         def update(done: bool) -> Answer:
-            return Answer(history, records, history_table(records), *views, *_answering(not done))
+            # Send already showed Stop; while the answer streams its buttons are left alone, so a
+            # pressed Stop keeps saying "Stopping…".
+            buttons = _answering(False) if done else (gr.skip(),) * 3
+            return Answer(history, records, history_table(records), *views, *buttons)
 
         earlier = chat_messages.turns(history)  # the new question has no answer yet, so it is not a turn
         at = len(history)
@@ -370,7 +400,7 @@ class Studio:
     @staticmethod
     def clear() -> tuple[None, str, str, list, str]:
         """A new chat: empty image, URL, question box and chat (the session's history stays)."""
-        return None, "", "", [], _message()
+        return None, "", "", [], NO_MESSAGE
 
     def like(self, history: list, records: list, event: gr.LikeData) -> list:
         """Remember a like or dislike on the record of the answer's prediction."""

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import gradio as gr
 
+from . import wording
 from .model_schema import Field, ModelSpec, app_maximum, control_kind
 
 # More than any hosted model has (MiniGPT-4: 6); a model with more keeps the rest at their defaults.
@@ -57,7 +58,8 @@ def _props(field: Field, value: Any) -> dict[str, Any]:
     integer = field.type is int
     if kind == "slider":
         props.update(value=field.minimum if value is None else value, minimum=field.minimum,
-                     maximum=app_maximum(field), step=1 if integer else 0.01, precision=0 if integer else None)
+                     maximum=app_maximum(field), step=1 if integer else 0.01, precision=0 if integer else None,
+                     elem_classes=[])
     elif kind == "dropdown":
         props["choices"] = list(field.choices)
     elif kind == "textbox" and field.type is list:
@@ -119,6 +121,30 @@ def updates(spec: ModelSpec, values: Mapping[str, Any] | None = None) -> list:
             else:
                 out.append(gr.update(visible=False))
     return out
+
+
+def settle_slider(slot: int, spec: ModelSpec, typed: Any) -> dict:
+    """The update for the slider in `slot` once a person leaves its number box or lets go of it.
+
+    Gradio's box moves a typed value beyond a bound to the bound, and a blank to the minimum,
+    without a word; the slider's caption says so instead (naming the field and the bound), and a
+    blank goes back to the model's default. Otherwise the caption is the field's description again.
+    """
+    fields = shown(spec)
+    if slot >= len(fields) or _kind(fields[slot]) != "slider":
+        return gr.skip()
+    field = fields[slot]
+    maximum = app_maximum(field)
+    if typed is None or typed == "":
+        default = field.minimum if field.default is None else field.default
+        return gr.update(value=default, info=wording.number_restored(field.label, default), elem_classes=["info"])
+    if isinstance(typed, (int, float)) and field.minimum is not None and typed < field.minimum:
+        return gr.update(value=field.minimum, elem_classes=["problem"],
+                         info=wording.number_moved(field.label, typed, field.minimum, below=True))
+    if isinstance(typed, (int, float)) and maximum is not None and typed > maximum:
+        return gr.update(value=maximum, elem_classes=["problem"],
+                         info=wording.number_moved(field.label, typed, maximum, below=False))
+    return gr.update(info=field.description or None, elem_classes=[])
 
 
 def params(spec: ModelSpec, values: Sequence[Any]) -> dict[str, Any]:

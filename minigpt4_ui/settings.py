@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 
 from .facts import MODEL as DEFAULT_MODEL, REPLICATE_BASE_URL as DEFAULT_BASE_URL
 from .facts import SMOLVLM, SMOLVLM_PRECISION
 from .facts import VERSION as DEFAULT_VERSION
+
+COG_OPTION = "--cog (MINIGPT4_COG_URL)"
+COG_CALLBACK_OPTION = "--cog-callback-url (MINIGPT4_COG_CALLBACK_URL)"
 
 
 # Replicate's owner and deployment names: letters, digits, dashes, underscores and dots.
@@ -81,6 +85,18 @@ class Settings:
     # Serve the public endpoints as MCP tools for agents at /gradio_api/mcp/.
     mcp: bool = False
 
+    def check(self) -> None:
+        """Raise ValueError naming the option when the Cog addresses cannot work, so the app
+        refuses at start rather than at the first question."""
+        if self.cog_callback_url and not self.cog_url:
+            raise ValueError(f"{COG_CALLBACK_OPTION} is where a Cog container sends progress: "
+                             f"it needs {COG_OPTION}")
+        if self.cog_url:
+            _check_url(self.cog_url, COG_OPTION, schemes=("http", "https"), example="http://127.0.0.1:5000")
+        if self.cog_callback_url:
+            _check_url(self.cog_callback_url, COG_CALLBACK_OPTION, schemes=("http",),
+                       example="http://172.17.0.1:5001")
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
@@ -109,6 +125,17 @@ class Settings:
                    warm_up=_flag(env, "MINIGPT4_WARM_UP"),
                    # Gradio's own switch counts too, as its documentation tells hosts to use it.
                    mcp=_flag(env, "MINIGPT4_MCP") or _flag(env, "GRADIO_MCP_SERVER"))
+
+
+def _check_url(url: str, option: str, *, schemes: tuple[str, ...], example: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        raise ValueError(f"{option}: the port of {url!r} is not a number from 0 to 65535") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        kinds = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise ValueError(f"{option} must be an {kinds} address such as {example}, got {url!r}")
 
 
 def _positive(env: dict[str, str], name: str) -> float | None:

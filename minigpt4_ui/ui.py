@@ -17,13 +17,14 @@ import gradio as gr
 from . import chat_messages, fair_queue, images, model_controls, schema
 from .ask_model import ModelAsker
 from .backend import Backend
-from .compare import MAX_CONTENDERS, Comparer
+from .compare import MAX_CONTENDERS, STOP as STOP_COMPARING, Comparer
 from .guard import request_visitor
-from .handlers import HISTORY_HEADERS, Studio
+from .handlers import HISTORY_HEADERS, NO_MESSAGE, STOP as STOP_ANSWERING, Studio
 from .settings import Settings
 
 TITLE = "MiniGPT-4 Studio"
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+PACKAGE = Path(__file__).resolve().parent
+ASSETS = PACKAGE.parent / "assets"
 EXAMPLES = [
     ("coffee.jpg", "What drink is this, and how would I make it at home?"),
     ("chelsea.jpg", "Write a funny caption for this photo."),
@@ -63,33 +64,19 @@ THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate").set(
     button_primary_background_fill="*primary_600",
     button_primary_background_fill_hover="*primary_700",
 )
-# Two of Gradio's own buttons have no accessible name: the image in a question (it opens a
-# preview) and the arrow that opens a status block. Name them as they appear.
-HEAD = """<script>
-new MutationObserver(() => {
-  for (const button of document.querySelectorAll("button:not([data-named])")) {
-    if ((button.getAttribute("aria-label") || button.innerText || button.title || "").trim()) continue;
-    if (button.querySelector("img")) button.setAttribute("aria-label", "Show the image larger");
-    else if (button.querySelector(".dropdown-arrow")) button.setAttribute("aria-label", "Show or hide the details");
-    button.dataset.named = "1";
-  }
-}).observe(document.documentElement, {childList: true, subtree: true});
-</script>"""
-CSS = """
-#header { align-items: center; }
-#header h1 { margin: 0; font-size: 1.4rem; }
-#backend-notice p { margin: 0; font-size: 0.9rem; }
-#message p { margin: 0; color: #8a1c1c; font-weight: 600; }
-#chat .examples { display: grid !important; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr));
-                  gap: 8px; }
-@media (max-width: 640px) {
-  #chat .examples { grid-template-columns: repeat(2, minmax(0, 1fr)); }
-  #header h1 { font-size: 1.15rem; }
-}
-#chat [data-testid="user"] img { max-height: 160px; width: auto; }
-#stop { background: #b91c1c; border-color: #b91c1c; color: #fff; }
-footer { visibility: visible; }
-"""
+# The page's own script and look, beyond Gradio's components (keyboard, phone, target sizes).
+HEAD = f"<script>\n{(PACKAGE / 'page.js').read_text(encoding='utf-8')}</script>"
+CSS = (PACKAGE / "page.css").read_text(encoding="utf-8")
+
+# One click on Export: the export's HTML page downloads at once (its JSON is listed beside it).
+DOWNLOAD_FIRST = """(files) => {
+  const file = Array.isArray(files) ? files[0] : files;
+  if (!file || !file.url) return;
+  const link = Object.assign(document.createElement("a"), {href: file.url, download: file.orig_name || ""});
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+}"""
 
 # Paced predictions mostly wait on the network, so many chats can share one worker process.
 CONCURRENCY_LIMIT = 64
@@ -185,7 +172,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                                             placeholder="Ask about the image: Enter sends, Shift+Enter adds a line")
                         with gr.Row():
                             send = gr.Button(value="Send", variant="primary", elem_id="send")
-                            stop = gr.Button(value="Stop answering", variant="stop", visible=False, elem_id="stop")
+                            stop = gr.Button(value=STOP_ANSWERING, variant="stop", visible=False, elem_id="stop")
                             new_chat = gr.Button(value="New chat", elem_id="new-chat")
                             export_chat = gr.Button(value="Export conversation", elem_id="export-chat")
                         chat_files = gr.File(label="Conversation (HTML and JSON)", visible=False, interactive=False,
@@ -198,8 +185,9 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                                                      elem_id="load-url")
             with gr.Tab(label="Compare", id="compare"):
                 with gr.Row(equal_height=False):
+                    # Taller than the chat's: its longer label would cover the upload icon.
                     compare_image = _unopened(gr.Image(label="Image to compare on", type="filepath",
-                                                       image_mode=None, height=170, buttons=[],
+                                                       image_mode=None, height=230, buttons=[],
                                                        sources=["upload", "webcam", "clipboard"],
                                                        elem_id="compare-image", scale=1, min_width=200),
                                              allow_private_urls=settings.allow_private_urls)
@@ -209,7 +197,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                         count = gr.Radio(label="Contenders", choices=[2, 3, 4], value=2, elem_id="contenders")
                         with gr.Row():
                             compare = gr.Button(value="Compare", variant="primary", elem_id="compare")
-                            compare_stop = gr.Button(value="Stop comparing", variant="stop", visible=False,
+                            compare_stop = gr.Button(value=STOP_COMPARING, variant="stop", visible=False,
                                                      elem_id="compare-stop")
                             export_compare = gr.Button(value="Export comparison", elem_id="export-compare")
                         compare_files = gr.File(label="Comparison (HTML and JSON)", visible=False, interactive=False,
@@ -273,12 +261,13 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         # chat's own status block says what is happening, and Stop is a flag, not a cancellation.
         quiet = dict(api_visibility="private", show_progress="hidden")
 
-        def refresh_banner() -> tuple[str, gr.Timer]:
-            text, done = backend.current_notice()
+        def refresh_banner(token: str) -> tuple[str, gr.Timer]:
+            text, done = backend.current_notice(token)
             return text, gr.Timer(active=not done)
 
-        for event in (demo.load, banner_timer.tick):
-            event(refresh_banner, outputs=[banner, banner_timer], queue=False, **quiet)
+        # What answers now, for this visitor: a pasted token changes it at once.
+        for event in (demo.load, banner_timer.tick, visitor_token.change):
+            event(refresh_banner, inputs=visitor_token, outputs=[banner, banner_timer], queue=False, **quiet)
         sent = dict(outputs=[chatbot, prompt, question, message, send, stop, new_chat], queue=False, **quiet)
         respond = dict(fn=studio.respond, inputs=[image, question, chatbot, records, visitor_token, spec, *controls],
                        outputs=[chatbot, records, history, request_json, request_curl, request_python, send, stop,
@@ -291,16 +280,22 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         chatbot.example_select(_example, outputs=[image, prompt], **quiet, queue=False).success(**ask).success(
             **respond)
         chatbot.retry(studio.retry, inputs=chatbot, **sent).success(**respond)
-        stop.click(studio.stop, outputs=message, queue=False, **quiet)
+        stop.click(studio.stop, outputs=stop, queue=False, **quiet)
         picker.change(studio.pick_model, inputs=[picker, spec], outputs=[spec, picker, message, *controls], **quiet)
         export_chat.click(studio.export_conversation, inputs=[chatbot, records], outputs=[chat_files, message],
-                          **quiet)
+                          **quiet).then(None, inputs=chat_files, js=DOWNLOAD_FIRST, **quiet)
         open_settings.click(lambda: gr.Sidebar(open=True), outputs=sidebar, queue=False, **quiet)
         reset.click(studio.reset, inputs=spec, outputs=controls, queue=False, **quiet)
+        for slot in range(model_controls.SLOTS):
+            slider = controls[slot * len(model_controls.KINDS) + model_controls.KINDS.index("slider")]
+            slider.release(functools.partial(model_controls.settle_slider, slot), inputs=[spec, slider],
+                           outputs=slider, queue=False, **quiet)
         chatbot.undo(studio.undo, inputs=chatbot, outputs=[chatbot, prompt, message], queue=False, **quiet)
         chatbot.like(studio.like, inputs=[chatbot, records], outputs=records, queue=False, **quiet)
         new_chat.click(studio.clear, outputs=[image, url, prompt, chatbot, message], queue=False, **quiet)
-        image.change(studio.new_image, inputs=[image, chatbot], outputs=message, queue=False, **quiet)
+        chatbot.clear(lambda: NO_MESSAGE, outputs=message, queue=False, **quiet)  # the chat's own trash button
+        # Queued: it decodes the image.
+        image.change(studio.new_image, inputs=[image, chatbot], outputs=message, **quiet)
         for trigger in (load_url.click, url.submit):
             # One shared limit for both triggers: slow URLs wait in the queue, not on worker threads.
             trigger(studio.load_url, inputs=url, outputs=[image, message], concurrency_id="load-url",
@@ -321,14 +316,15 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                    concurrency_limit=CONCURRENCY_LIMIT, **quiet)
         compare.click(**start).success(**run)
         compare_prompt.submit(**start).success(**run)
-        compare_stop.click(studio.stop, outputs=compare_message, queue=False, **quiet)
+        compare_stop.click(studio.stop, outputs=compare_stop, queue=False, **quiet)
         for index in range(MAX_CONTENDERS):
             better[index].click(functools.partial(comparer.mark_better, index), inputs=comparison,
                                 outputs=[comparison, *better], queue=False, **quiet)
             carry_on[index].click(functools.partial(comparer.continue_in_chat, index), inputs=comparison,
                                   outputs=[tabs, chatbot, image, picker, spec, compare_message, *controls],
                                   queue=False, **quiet)
-        export_compare.click(comparer.export, inputs=comparison, outputs=[compare_files, compare_message], **quiet)
+        export_compare.click(comparer.export, inputs=comparison, outputs=[compare_files, compare_message],
+                             **quiet).then(None, inputs=compare_files, js=DOWNLOAD_FIRST, **quiet)
 
         api_trigger.click(studio.ask, inputs=[image, prompt, *api_params], outputs=answer, api_name="ask",
                           concurrency_limit=CONCURRENCY_LIMIT)

@@ -49,3 +49,14 @@ def input_problem(exc: Exception, spec: ModelSpec = schema.SPEC) -> str:
 
 def model_failed(error: str | None) -> str:
     return f"The model failed: {error or 'it gave no reason'}"
+
+
+def number_moved(label: str, typed: float, bound: float, *, below: bool) -> str:
+    """A typed value a slider moved to its bound, e.g. "Beams must be at least 1: 0 became 1."."""
+    limit = "at least" if below else "at most"
+    return f"{label} must be {limit} {_bound(bound)}: {_bound(typed)} became {_bound(bound)}."
+
+
+def number_restored(label: str, default: float) -> str:
+    """A blanked slider put back at its default."""
+    return f"{label} was empty: back to its default, {_bound(default)}."

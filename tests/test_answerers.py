@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from minigpt4_ui import ui
-from minigpt4_ui.backend import Backend, smolvlm_notice
+from minigpt4_ui.backend import VISITOR_TOKEN_NOTICE, Backend, smolvlm_notice
 from minigpt4_ui.facts import MODEL, VERSION
 from minigpt4_ui.replicate_api import Client
 from minigpt4_ui.server.predictors.model_weights import WeightsStatus
@@ -46,3 +46,15 @@ def test_the_banner_says_what_answers_at_each_stage():
     missing, settled = smolvlm_notice(WeightsStatus("unavailable", "not in /root/.cache"), name, "int8")
     assert settled and missing.startswith("**Demo mode:**") and "/root" not in missing
     assert "starting the app once with network access" in missing
+
+
+def test_the_banner_follows_a_visitors_own_token():
+    downloading = embedded()
+    downloading.banner = lambda: ("**Getting SmolVLM-256M-Instruct**", False)
+    assert downloading.current_notice(None) == ("**Getting SmolVLM-256M-Instruct**", False)
+    assert downloading.current_notice("  ") == ("**Getting SmolVLM-256M-Instruct**", False)
+    assert downloading.current_notice(" r8_visitor ") == (VISITOR_TOKEN_NOTICE, True)
+    assert VISITOR_TOKEN_NOTICE.startswith("**Your Replicate token:** your questions go to [MiniGPT-4]")
+    remote = Backend(client=Client(token="t", version=VERSION), embedded=False, notice="**Backend:** on Replicate.")
+    assert remote.current_notice("") == ("**Backend:** on Replicate.", True)
+    assert remote.current_notice("r8_visitor")[0] == VISITOR_TOKEN_NOTICE

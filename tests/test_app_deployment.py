@@ -57,7 +57,7 @@ def _settled_banner(app) -> str:
     """The banner once the warm-up has ended (the page refreshes it every second until then)."""
     session = Session(app.url)
     deadline = time.monotonic() + 30
-    while "**Warming up:**" in (banner := session.run("refresh_banner", [])[0]):
+    while "**Warming up:**" in (banner := session.run("refresh_banner", [""])[0]):  # no token of its own
         assert time.monotonic() < deadline, f"still warming up: {banner}"
         time.sleep(0.1)
     return banner

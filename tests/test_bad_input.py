@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw
 from minigpt4_ui import images, schema
 from minigpt4_ui.server import start_background
 from minigpt4_ui.settings import Settings
-from minigpt4_ui.handlers import Studio
+from minigpt4_ui.handlers import Studio, problem
 
 from .apprunner import RunningApp
 from .handler_inputs import controls
@@ -242,13 +242,22 @@ def test_image_file_through_the_api(client, corpus_dir, name, filename, data, ex
 @pytest.mark.parametrize("name, filename, data, expected",
                          [c for c in IMAGE_CASES if not isinstance(c[3], tuple)],
                          ids=[c[0] for c in IMAGE_CASES if not isinstance(c[3], tuple)])
+def test_bad_image_is_said_as_soon_as_it_is_uploaded(corpus_dir, name, filename, data, expected):
+    """Not only at Send: the page showed a broken-image icon and nothing else until then."""
+    said = Studio.new_image(str(corpus_dir / filename), [])
+    assert expected in said["value"] and said["elem_classes"] == ["problem"]
+
+
+@pytest.mark.parametrize("name, filename, data, expected",
+                         [c for c in IMAGE_CASES if not isinstance(c[3], tuple)],
+                         ids=[c[0] for c in IMAGE_CASES if not isinstance(c[3], tuple)])
 def test_bad_image_leaves_the_chat_and_prompt_in_place(corpus_dir, name, filename, data, expected):
     """The Send handler says why in the message line and skips every other output: prompt, chat stay."""
     studio = Studio(backend=None, settings=Settings())
     history = [{"role": "user", "content": "earlier question"}, {"role": "assistant", "content": "an answer"}]
     kept = copy.deepcopy(history)
     sent = studio.send(None, str(corpus_dir / filename), "Describe it", history, *controls())
-    assert expected in sent.message
+    assert expected in sent.message["value"] and sent.message["elem_classes"] == ["problem"]
     assert (sent.chat, sent.prompt, sent.send, sent.stop, sent.new_chat) == (gr.skip(),) * 5
     assert sent.question == ""  # the answer step is told there is nothing to answer
     assert studio.slots.current("anonymous") is None
@@ -364,8 +373,8 @@ def test_send_names_every_bad_control_in_the_chat_flow(photo):
     """The same sentences reach the message line under the chat, with a blank control named too."""
     studio = Studio(backend=None, settings=Settings())
     sent = studio.send(None, photo, " ", [], *controls(max_length=0, max_new_tokens=None, num_beams=11, top_p=2))
-    assert sent.message == ("Max new tokens is empty: enter a number. Type a question first. "
-                            "Max length must be at least 1. Beams must be at most 10. Top p must be at most 1.")
+    assert sent.message == problem("Max new tokens is empty: enter a number. Type a question first. "
+                                   "Max length must be at least 1. Beams must be at most 10. Top p must be at most 1.")
 
 
 PARAM_OK = [
@@ -512,8 +521,8 @@ LOCAL_URL_CASES = [
 def _refused_url(studio: Studio, url: str) -> str:
     """load_url never raises: the image keeps its current value and the message says why."""
     image, message = studio.load_url(url)
-    assert image == gr.skip()
-    return message
+    assert image == gr.skip() and message["elem_classes"] == ["problem"]
+    return message["value"]
 
 
 @pytest.mark.parametrize("name, path, expected", LOCAL_URL_CASES, ids=[c[0] for c in LOCAL_URL_CASES])

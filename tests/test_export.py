@@ -60,4 +60,16 @@ def test_a_conversation_lists_each_turn_with_its_question(tmp_path):
         Entry("Second?", "daanelson/minigpt-4", None, {"prompt": "Second?"}, "Two.")))
     page = export.to_html(report)
     assert page.index("First?") < page.index("One.") < page.index("Second?") < page.index("Two.")
-    assert json.loads(export.to_json(report))["image"] == str(photo)
+    # The image by its name and size: its path is the server's own (Gradio's cache of an upload).
+    assert json.loads(export.to_json(report))["image"] == "photo.png (100×50)"
+    assert str(tmp_path) not in export.to_json(report) and str(tmp_path) not in page
+
+
+def test_html_shows_the_inputs_as_written_not_as_json_escapes():
+    page = export.to_html(comparison(data_uri(448, 298)))
+    assert "image/png data URI (448×298, " not in page  # data URIs are left out of the parameters line
+    report = Report(kind="conversation", image=None, entries=(
+        Entry("Size?", "daanelson/minigpt-4", None, {"image": "image/jpeg data URI (448×298, 9,000 characters)",
+                                                    "prompt": "Size?", "note": "café"}, "Fine."),))
+    page = export.to_html(report)
+    assert "448×298" in page and "café" in page and "\\u00d7" not in page and "\\u00e9" not in page

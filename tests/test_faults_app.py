@@ -29,7 +29,7 @@ from minigpt4_ui.replicate_api import Client as ApiClient, Timeout
 from minigpt4_ui.server import start_background
 from minigpt4_ui.server.predictors.builtin import BuiltinPredictor
 from minigpt4_ui.settings import DEFAULT_VERSION, Settings
-from minigpt4_ui.handlers import Studio
+from minigpt4_ui.handlers import STOPPING, Studio, stop_button
 
 from .apprunner import RunningApp
 from .fault_proxy import FaultProxy, wait_for
@@ -43,7 +43,7 @@ STREAM = ("GET", r"/v1/streams/[^/]+")
 POLL = ("GET", r"/v1/predictions/[^/]+")
 CANCEL = ("POST", r"/v1/predictions/[^/]+/cancel")
 LIVE = ("starting", "processing")
-SHOWN, HIDDEN = gr.update(visible=True), gr.update(visible=False)
+SHOWN, IDLE_STOP = gr.update(visible=True), stop_button(False)
 PARTIAL_WORDS = 6  # the failing predictor's words before its "CUDA" error
 
 # Each fault's message, collected as the tests run, to check that no two faults read alike.
@@ -308,7 +308,7 @@ def test_model_error_in_the_chat_keeps_the_partial_answer_visible(proxy, server,
     assert status["status"] == "done"
     answer = last.chat[-1]["content"]
     assert answer.startswith("This 300×180 landscape image") and len(answer.split()) == PARTIAL_WORDS
-    assert last.records[-1].status == "failed" and (last.send, last.stop) == (SHOWN, HIDDEN)
+    assert last.records[-1].status == "failed" and (last.send, last.stop) == (SHOWN, IDLE_STOP)
 
 
 def test_api_error_midway_in_the_chat_keeps_the_partial_answer(proxy, server, photo):
@@ -319,7 +319,7 @@ def test_api_error_midway_in_the_chat_keeps_the_partial_answer(proxy, server, ph
     assert last.chat[-1]["role"] == "assistant" and last.chat[-1]["content"].startswith("This 300×180")
     assert last.chat[-2]["metadata"]["title"].startswith("The API answered 500")
     assert last.chat[0]["role"] == "user" and chat_messages.text(last.chat[0]) == "Partial in chat"  # nothing lost
-    assert last.records[-1].status == "error" and (last.send, last.stop) == (SHOWN, HIDDEN)
+    assert last.records[-1].status == "error" and (last.send, last.stop) == (SHOWN, IDLE_STOP)
     gr.Chatbot().postprocess(last.chat)
 
 
@@ -388,7 +388,7 @@ def test_stop_in_the_chat_cancels_the_prediction(proxy, server, photo):
         if len((value.chat[-1].get("content") or "").split()) >= 2:
             break
     created = newest_after(server, before)
-    assert studio.stop(tab) == "Stopping…"
+    assert studio.stop(tab) == gr.update(value=STOPPING, interactive=False)
     rest = list(events)  # the answer runs to its end by itself
     assert rest[-1].chat[-2]["metadata"]["title"].startswith("Stopped by you after ")
     assert rest[-1].chat[-1]["content"].startswith("This 300×180")  # the partial answer stays

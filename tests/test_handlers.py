@@ -20,7 +20,8 @@ from minigpt4_ui.backend import Backend
 from minigpt4_ui.compare import MAX_CONTENDERS, Comparer
 from minigpt4_ui.replicate_api import Client
 from minigpt4_ui.settings import DEFAULT_VERSION, Settings
-from minigpt4_ui.handlers import BUSY, Answer, Record, Sent, Studio, history_table, status_title
+from minigpt4_ui.handlers import (BUSY, STOPPING, Answer, Record, Sent, Studio, history_table, info, problem,
+                                  status_title, stop_button)
 
 from .apprunner import free_port
 from .conftest import SERVER_TOKEN, png_bytes
@@ -28,6 +29,10 @@ from .handler_inputs import controls
 
 SKIP = gr.skip()
 SHOWN, HIDDEN = gr.update(visible=True), gr.update(visible=False)
+# Send, Stop and New chat: Stop in Send's place while answering, New chat in its place, unavailable.
+ANSWERING = (HIDDEN, stop_button(True), gr.update(interactive=False))
+IDLE = (SHOWN, stop_button(False), gr.update(interactive=True))
+PRESSED = gr.update(value=STOPPING, interactive=False)  # Stop once pressed, until the answer ends
 
 
 def visitor(session: str = "tab-1", host: str = "203.0.113.7") -> SimpleNamespace:
@@ -103,7 +108,7 @@ def test_send_puts_the_question_with_its_image_in_the_chat_and_clears_the_box(ph
     assert isinstance(sent, Sent)
     assert sent.chat == [cm.question("What is it?", photo)]
     assert (sent.prompt, sent.question, sent.message) == ("", "What is it?", "")
-    assert (sent.send, sent.stop, sent.new_chat) == (HIDDEN, SHOWN, HIDDEN)  # only Stop while answering
+    assert (sent.send, sent.stop, sent.new_chat) == ANSWERING
     assert studio.slots.current("anonymous") is not None
 
 
@@ -121,7 +126,8 @@ def test_a_new_image_gets_a_note_and_is_shown_with_its_question(photo, other_pho
     assert studio.new_image(other_photo, []) == ""
     history = through_the_browser([cm.question("What is it?", photo), cm.answer("A photo.")])
     # The conversation so far stays; the next question starts a new topic.
-    assert studio.new_image(other_photo, history).startswith("New image: your next question starts a new topic")
+    said = studio.new_image(other_photo, history)
+    assert said == info("New image: your next question starts a new topic; the conversation so far stays.")
     sent = studio.send(None, other_photo, "And this?", history, *controls())
     assert sent.chat[:2] == history
     assert sent.chat[2:] == [cm.note("New image"), cm.question("And this?", other_photo)]
@@ -130,8 +136,8 @@ def test_a_new_image_gets_a_note_and_is_shown_with_its_question(photo, other_pho
 def test_send_refuses_bad_input_in_words_and_keeps_everything_typed(photo):
     studio = Studio(backend=None, settings=Settings())
     sent = studio.send(None, None, "hi", HISTORY, *controls(temperature=9.0))
-    assert sent.message == ("Add an image first (upload, paste, webcam or an image URL). "
-                            "Temperature must be at most 2.")
+    assert sent.message == problem("Add an image first (upload, paste, webcam or an image URL). "
+                                   "Temperature must be at most 2.")
     # The chat and the question box are left as they are; the answer step is told to do nothing.
     assert (sent.chat, sent.prompt, sent.send, sent.stop, sent.new_chat) == (SKIP,) * 5
     assert sent.question == ""
@@ -143,7 +149,7 @@ def test_send_refuses_bad_input_in_words_and_keeps_everything_typed(photo):
 def test_send_names_a_blank_control(photo):
     studio = Studio(backend=None, settings=Settings())
     message = studio.send(None, photo, "hi", [], *controls(max_new_tokens=None)).message
-    assert message == "Max new tokens is empty: enter a number."
+    assert message == problem("Max new tokens is empty: enter a number.")
 
 
 def test_a_second_question_while_answering_is_refused_and_stays_in_the_box(photo):
@@ -151,7 +157,7 @@ def test_a_second_question_while_answering_is_refused_and_stays_in_the_box(photo
     me, someone_else = visitor("tab-1"), visitor("tab-2")
     first = studio.send(me, photo, "First?", [], *controls())
     second = studio.send(me, photo, "Second?", first.chat, *controls())
-    assert second.message == BUSY and second.prompt == SKIP and second.chat == SKIP and second.question == ""
+    assert second.message == problem(BUSY) and second.prompt == SKIP and second.chat == SKIP and second.question == ""
     held = studio.slots.current("tab-1")
     # The refused question's answer step does nothing, and leaves the running answer's slot alone.
     assert list(studio.respond(me, photo, second.question, first.chat, [], "", *controls())) \
@@ -171,7 +177,7 @@ def test_gradio_hands_each_handler_the_visitors_session(photo, tmp_path):
     args = special_args(studio.send, [photo, "Mine?", [], *values], request=tab)[0]  # as ui.py wires Send
     assert studio.send(*args).message == ""
     assert studio.slots.current("tab-9") is not None and studio.slots.current("anonymous") is None
-    assert studio.stop(*special_args(studio.stop, [], request=tab)[0]) == "Stopping…"
+    assert studio.stop(*special_args(studio.stop, [], request=tab)[0]) == PRESSED
     retry = special_args(studio.retry, [HISTORY], request=gr.Request(session_hash="tab-10"))[0]
     assert studio.retry(*retry).question == "Is it big?" and studio.slots.current("tab-10") is not None
     respond = special_args(studio.respond, [photo, "", [], [], "", *values], request=tab)[0]
@@ -192,8 +198,9 @@ def test_an_answer_streams_into_the_chat_with_its_status_and_request(server, pho
     assert status["title"].startswith("Done in ") and status["status"] == "done" and status["id"] == prediction["id"]
     assert f"Prediction `{prediction['id']}`" in last.chat[-2]["content"]
     assert "predict time" in last.chat[-2]["content"]
-    assert (last.send, last.stop, last.new_chat) == (SHOWN, HIDDEN, SHOWN)
-    assert all(a.stop == SHOWN for a in answers[:-1])  # Stop shows for as long as it writes
+    assert (last.send, last.stop, last.new_chat) == IDLE
+    # Send showed Stop; the stream leaves the buttons alone, so a pressed Stop keeps saying "Stopping…".
+    assert all((a.send, a.stop, a.new_chat) == (SKIP,) * 3 for a in answers[:-1])
     record = last.records[0]
     assert isinstance(record, Record) and record.status == "succeeded" and record.prompt == "What colours?"
     assert last.history == [record.row()]
@@ -254,7 +261,7 @@ def test_a_dead_backend_says_so_in_the_chat_and_keeps_the_question(photo):
     assert status["status"] == "done" and "id" not in status
     assert len(last.chat) == 2  # no empty answer bubble
     assert last.records[0].status == "error"
-    assert (last.send, last.stop) == (SHOWN, HIDDEN)
+    assert (last.send, last.stop) == IDLE[:2]
     gr.Chatbot().postprocess(last.chat)  # what the page receives must be valid messages
     assert studio.slots.current("anonymous") is None
 
@@ -268,7 +275,7 @@ def test_a_visitors_hourly_allowance_is_said_in_the_chat(server, photo):
     assert last.chat[-1]["metadata"]["title"].startswith(
         "This demo allows 1 questions per hour per visitor on the host's Replicate account.")
     assert cm.text(last.chat[-2]) == "Two"
-    assert (last.send, last.stop) == (SHOWN, HIDDEN)
+    assert (last.send, last.stop) == IDLE[:2]
     assert len(created(server)) == before
     assert studio.slots.current("tab-2") is None
     # The visitor's own token is not counted against the host's allowance.
@@ -296,14 +303,14 @@ def test_stop_cancels_the_prediction_and_keeps_the_partial_answer(slow_server, p
     studio = studio_on(slow_server)
     me = visitor()
     values = controls()
-    assert studio.stop(me) == ""  # nothing to stop yet
+    assert studio.stop(me) == SKIP  # nothing to stop yet
     sent = studio.send(me, photo, "Stop me", [], *values)
     answers = []
     for answer in studio.respond(me, photo, sent.question, through_the_browser(sent.chat), [], "", *values):
         answers.append(answer)
         slot = studio.slots.current("tab-1")  # None on the last update: the slot is free by then
         if len(answers[-1].chat[-1]["content"].split()) >= 2 and slot and not slot.stop.is_set():
-            assert studio.stop(me) == "Stopping…"
+            assert studio.stop(me) == PRESSED
     last = answers[-1]
     partial = last.chat[-1]["content"]
     assert len(partial.split()) >= 2 and partial.startswith("This 320×200")
@@ -312,8 +319,8 @@ def test_stop_cancels_the_prediction_and_keeps_the_partial_answer(slow_server, p
     stopped = server_prediction(slow_server, status["id"])
     assert stopped["status"] == "canceled" and stopped["output"].startswith(partial)
     assert last.records[0].status == "canceled"
-    assert (last.send, last.stop, last.new_chat) == (SHOWN, HIDDEN, SHOWN)
-    assert studio.stop(me) == "" and studio.slots.current("tab-1") is None
+    assert (last.send, last.stop, last.new_chat) == IDLE  # Stop reads "Stop answering" again, hidden
+    assert studio.stop(me) == SKIP and studio.slots.current("tab-1") is None
 
 
 def test_the_update_that_shows_send_again_finds_the_session_free(server, photo):
@@ -350,7 +357,7 @@ def test_stop_before_the_answer_starts_creates_no_prediction(server, photo):
     before = len(created(server))
     values = controls()
     sent = studio.send(None, photo, "Never mind", [], *values)
-    assert studio.stop(None) == "Stopping…"
+    assert studio.stop(None) == PRESSED
     stream = studio.respond(None, photo, sent.question, through_the_browser(sent.chat), [], "", *values)
     last = list(stream)[-1]
     assert last.chat[-1]["metadata"] == {"title": "Stopped by you before the answer started", "status": "done"}
@@ -364,10 +371,10 @@ def test_retry_asks_the_last_question_again():
     sent = studio.retry(HISTORY)
     assert sent.chat == HISTORY[:4] and sent.question == "Is it big?" and sent.message == ""
     assert sent.prompt == SKIP  # whatever is being typed in the box stays
-    assert (sent.send, sent.stop) == (HIDDEN, SHOWN)
+    assert (sent.send, sent.stop, sent.new_chat) == ANSWERING
     again = studio.retry(HISTORY)
-    assert again.message == BUSY and again.chat == SKIP and again.question == ""
-    assert studio.retry([]).message == "There is no question to ask again."
+    assert again.message == problem(BUSY) and again.chat == SKIP and again.question == ""
+    assert studio.retry([]).message == problem("There is no question to ask again.")
 
 
 def test_retry_gets_a_fresh_answer(server, photo):
@@ -383,8 +390,9 @@ def test_retry_gets_a_fresh_answer(server, photo):
 
 
 def test_undo_removes_the_last_turn_and_returns_its_question():
-    assert Studio.undo(HISTORY) == (HISTORY[:3], "Is it big?", "Last question removed.")
-    assert Studio.undo([]) == ([], SKIP, "Nothing to undo.")
+    # Information, not a problem: said in the quiet style.
+    assert Studio.undo(HISTORY) == (HISTORY[:3], "Is it big?", info("Last question removed."))
+    assert Studio.undo([]) == ([], SKIP, info("Nothing to undo."))
 
 
 def test_undo_removes_the_new_image_note_with_its_question(photo, other_photo):
@@ -451,7 +459,7 @@ def test_a_cleared_number_field_is_named_not_a_crash(photo):
     """Clearing *Max length* sends None; it used to reach int(None), also on the Retry path."""
     studio = Studio(backend=None, settings=Settings())
     sent = studio.send(None, photo, "hi", [], *controls(max_length=None))
-    assert sent.message == "Max length is empty: enter a number." and sent.question == ""
+    assert sent.message == problem("Max length is empty: enter a number.") and sent.question == ""
     history = through_the_browser([cm.question("hi", photo)])
     studio.slots.take("anonymous")  # as Retry does
     last = list(studio.respond(None, photo, "hi", history, [], "", *controls(max_length=None)))[-1]
@@ -464,7 +472,7 @@ def test_a_cleared_number_field_is_named_not_a_crash(photo):
 ])
 def test_the_app_caps_the_token_counts(photo, field, value, message):
     sent = Studio(backend=None, settings=Settings()).send(None, photo, "hi", [], *controls(**{field: value}))
-    assert sent.message == message
+    assert sent.message == problem(message)
 
 
 @pytest.mark.parametrize("index", [5, -1, [99, 0], "0"])

@@ -113,7 +113,7 @@ def test_a_trickling_url_load_says_it_timed_out(app):
     with TrickleServer(phase="body", interval=1.0) as slow:
         message = _result(app, _join_load_url(app, _load_url_event(app), slow.url + "/cat.png"))
     assert message["success"]  # said in the message line, the current image kept: no "Error" badge
-    assert message["output"]["data"][1] == (f"That URL didn't work: The image URL did not answer within "
+    assert message["output"]["data"][1]["value"] == (f"That URL didn't work: The image URL did not answer within "
                                             f"{images.FETCH_TIMEOUT[1]:.0f} s. The current image is kept.")
 
 

@@ -24,6 +24,7 @@ from minigpt4_ui.sse import iter_events
 from .apprunner import RunningApp
 from .attacks import TrickleServer, pixel_bomb_png
 from .fault_proxy import wait_for
+from .raw_gradio import Session
 
 ENDING = "Ask MiniGPT-4 itself for that."  # the last words of the stand-in's full report
 
@@ -162,10 +163,11 @@ def test_a_forged_history_longer_than_any_chat_is_refused_by_every_handler(app, 
     """60k messages made one answer take 218 s instead of 0.6 s: each streamed word re-drew them."""
     forged = [{"role": role, "content": [{"type": "text", "text": "Hi"}], "metadata": None, "options": None}
               for role in ("user", "assistant")] * (chat_messages.MAX_MESSAGES // 2 + 1)
-    for handler, data in (("new_image", [None, forged]), ("undo", [forged])):
-        answered = requests.post(app.url + "gradio_api/run/predict", timeout=30, json={
-            "fn_index": _dependency(app, handler), "data": data, "session_hash": secrets.token_hex(6)})
-        assert chat_messages.TOO_LONG in answered.text, answered.text[:300]
+    answered = requests.post(app.url + "gradio_api/run/predict", timeout=30, json={
+        "fn_index": _dependency(app, "undo"), "data": [forged], "session_hash": secrets.token_hex(6)})
+    assert chat_messages.TOO_LONG in answered.text, answered.text[:300]
+    checked = Session(app.url).queued("new_image", [None, forged])  # it reads the image: queued
+    assert chat_messages.TOO_LONG in json.dumps(checked), json.dumps(checked)[:300]
 
 
 def test_a_chat_at_its_question_limit_says_so_and_keeps_the_question(app):

@@ -101,7 +101,7 @@ def test_chat_sessions_each_get_their_own_answer_and_their_own_stop(img_dir):
             sent = studio.send(request, path, prompt, [], *values)
             assert sent.message == ""
             # A second question from the same tab is refused; other tabs are not affected.
-            assert studio.send(request, path, "again?", sent.chat, *values).message.startswith(
+            assert studio.send(request, path, "again?", sent.chat, *values).message["value"].startswith(
                 "An answer is still being written")
             texts = []
             for update in studio.respond(request, path, sent.question, sent.chat, [], "", *values):

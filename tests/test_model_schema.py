@@ -1,5 +1,6 @@
 """The schema reader on real schema shapes, control kinds, and validation against any model."""
 
+import gradio as gr
 import pytest
 
 from minigpt4_ui import model_controls, model_schema, schema
@@ -187,3 +188,25 @@ def test_numbers_that_are_not_finite_are_refused_as_such(value):
     with pytest.raises(model_schema.InputError) as info:
         model_schema.validate((Field("temperature", "Temperature", float),), {"temperature": value})
     assert info.value.problems[0].description == "Must be a finite number"
+
+
+SLIDER_SLOTS = {f.name: slot for slot, f in enumerate(model_controls.shown(schema.SPEC))}
+
+
+@pytest.mark.parametrize("name, typed, value, caption, style", [
+    ("num_beams", 0, 1, "Beams must be at least 1: 0 became 1.", "problem"),
+    ("temperature", -1, 0.01, "Temperature must be at least 0.01: -1 became 0.01.", "problem"),
+    ("top_p", 2.5, 1, "Top p must be at most 1: 2.5 became 1.", "problem"),
+    ("repetition_penalty", None, 1, "Repetition penalty was empty: back to its default, 1.", "info"),
+])
+def test_a_slider_says_when_its_typed_value_was_moved(name, typed, value, caption, style):
+    """Gradio's number box moves such values silently (a blank to the minimum, 0.01)."""
+    update = model_controls.settle_slider(SLIDER_SLOTS[name], schema.SPEC, typed)
+    assert (update["value"], update["info"], update["elem_classes"]) == (value, caption, [style])
+
+
+def test_a_slider_value_in_bounds_gets_its_description_back():
+    update = model_controls.settle_slider(SLIDER_SLOTS["num_beams"], schema.SPEC, 4)
+    assert update == gr.update(info=schema.SPEC.field("num_beams").description, elem_classes=[])
+    assert model_controls.settle_slider(SLIDER_SLOTS["max_length"], schema.SPEC, 0) == gr.skip()  # a number box
+    assert model_controls.settle_slider(model_controls.SLOTS - 1, schema.SPEC, 0) == gr.skip()  # an empty slot

@@ -77,7 +77,7 @@ class Chat:
         chat, _, _, message = self.session.run("send", data)[:4]
         if isinstance(chat, list):
             self.chat = chat
-        return message
+        return message["value"] if isinstance(message, dict) else message  # a problem comes as an update
 
     def respond(self) -> dict:
         """Stream the answer to its end; its `process_completed` message (the chat is kept)."""
@@ -180,5 +180,5 @@ def test_an_image_url_that_is_not_text_is_refused_in_words(app):
     """A lone surrogate in an image URL used to reach the resolver and come back in the message."""
     loaded = Session(app.url).queued("load_url", ["http://exa\udc80mple.com/cat.png"])
     assert loaded["success"]
-    assert loaded["output"]["data"][1] == ("That URL didn't work: That URL contains a character that is not text "
-                                           "(an unpaired surrogate). The current image is kept.")
+    assert loaded["output"]["data"][1]["value"] == ("That URL didn't work: That URL contains a character that is "
+                                                    "not text (an unpaired surrogate). The current image is kept.")

@@ -70,7 +70,7 @@ def test_help_lists_the_deployment_warm_up_and_mcp_flags():
     assert "--mcp serve ask, ask_model and list_models as MCP tools for agents at /gradio_api/mcp/" in text
     refused = subprocess.run([sys.executable, "app.py", "--deployment", "nope"], timeout=60, capture_output=True,
                              text=True, cwd=Path(__file__).resolve().parent.parent)
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # like any setting that cannot work
     assert refused.stderr.strip().endswith("error: --deployment must name a deployment as owner/name, got 'nope'")
 
 
@@ -79,3 +79,18 @@ def test_app_parses_the_new_flags():
 
     args = app.parse_args(["--deployment", "acme/minigpt4-event", "--warm-up", "--mcp"])
     assert (args.deployment, args.warm_up, args.mcp) == ("acme/minigpt4-event", True, True)
+
+
+@pytest.mark.parametrize("cog, callback", [(None, None), ("http://127.0.0.1:5000", None),
+                                           ("https://cog.example:8443", "http://127.0.0.1:0"),
+                                           ("http://[::1]:5000", "http://172.17.0.1:5001")])
+def test_cog_addresses_that_can_work_pass_the_check(cog, callback):
+    Settings(cog_url=cog, cog_callback_url=callback).check()
+
+
+@pytest.mark.parametrize("cog, callback, named", [("notaurl", None, "--cog"), ("ftp://host", None, "--cog"),
+                                                  (None, "http://127.0.0.1:0", "--cog-callback-url"),
+                                                  ("http://127.0.0.1:5000", "https://a:1", "--cog-callback-url")])
+def test_cog_addresses_that_cannot_work_are_refused_naming_the_option(cog, callback, named):
+    with pytest.raises(ValueError, match=f"^{named} "):
+        Settings(cog_url=cog, cog_callback_url=callback).check()

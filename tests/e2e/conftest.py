@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.server
 import io
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +28,8 @@ from .ui import TOKEN
 TOKENS_PER_SECOND = 12
 # Generous for 2 CPU cores: Chromium, the app and the server share them.
 EXPECT_TIMEOUT_MS = 20_000
+# Two CPU-bound processes on a 2-core machine: the conditions of the 7-in-17 "Error" report.
+BUSY_PROCESSES = 2
 URL_IMAGE_SIZE = (320, 200)
 
 expect.set_options(timeout=EXPECT_TIMEOUT_MS)
@@ -54,6 +58,18 @@ def app(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
                          folder / "app.log")
     yield running
     running.close()
+
+
+@pytest.fixture
+def busy_machine() -> Iterator[None]:
+    """CPU load for the length of one test; the processes end with it."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(BUSY_PROCESSES)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,7 @@ def take(out: Path) -> Path:
                         re.compile(r"Done in"), timeout=60_000)
                     # The finished status block collapses its details (an animation) first.
                     expect(page.locator(".thought-group .title.expanded")).to_have_count(0, timeout=30_000)
+                    page.locator("#chat .bubble-wrap").evaluate("chat => chat.scrollTo(0, 0)")  # the question whole
                     _settle(page)
                     page.screenshot(path=out / "screenshot.png")
                     _models(browser.new_page(viewport=LAPTOP), app.url, out / "screenshot-models.png")
@@ -83,6 +84,10 @@ def _compare(page, url: str, path: Path) -> None:
     page.get_by_role("tab", name="Compare").click()
     page.locator("#compare-image input[type=file]").set_input_files(IMAGE)
     expect(page.locator("#compare-image img")).to_be_visible(timeout=30_000)
+    # MiniGPT-4 and llava-13b, whatever the app offers first (offline: its local models).
+    for number, model in ((1, "daanelson/minigpt-4"), (2, "yorickvp/llava-13b")):
+        page.locator(f"#contender-model-{number} input").fill(model)
+        page.locator(f"#contender-params-{number} textarea").fill("")
     page.locator("#compare-prompt textarea").fill("Describe this photo in one sentence.")
     page.get_by_role("button", name="Compare", exact=True).click()
     for number in (1, 2):

@@ -110,6 +110,7 @@ def test_a_bad_parameter_is_named_with_its_bound_and_nothing_is_lost(page: Page,
     expect(answers(page)).to_have_count(1)
     expect(error_badges(page)).to_have_count(0)
 
+    open_settings(page)  # Esc closed it
     max_length.fill("")
     max_length.press("Tab")
     send_button(page).click()

@@ -63,6 +63,14 @@ def ask(page: Page, question: str) -> None:
     expect(page.get_by_test_id("user").filter(has_text=question).last).to_be_visible()
 
 
+def pick(page: Page, model: str) -> None:
+    """Choose (or type) a model in the chat's picker, as a person does: type it, then Enter."""
+    picker = page.locator("#model input")
+    picker.click()
+    picker.fill(model)
+    picker.press("Enter")
+
+
 def open_settings(page: Page) -> None:
     page.get_by_role("button", name="Settings and history").click()
     expect(page.get_by_role("heading", name="Answer settings")).to_be_visible()
