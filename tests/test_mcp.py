@@ -29,6 +29,7 @@ from .apprunner import RunningApp
 from .attacks import pixel_bomb_png
 from .conftest import png_bytes
 from .fault_proxy import FaultProxy
+from .own_loop import run
 
 TOKEN = "r8_mcp_host_token_0123456789abcdef"
 IMAGE = "data:image/png;base64," + base64.b64encode(png_bytes(64, 48)).decode()
@@ -52,10 +53,6 @@ async def call(app: RunningApp, tool: str, source: str = "127.0.0.1", **argument
     async with agent(app, source) as session:
         result = await session.call_tool(tool, arguments)
     return result.isError, "".join(part.text for part in result.content)
-
-
-def run(coroutine):
-    return asyncio.run(asyncio.wait_for(coroutine, timeout=120))
 
 
 @pytest.fixture(scope="module")

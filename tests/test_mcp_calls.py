@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 
 from starlette.requests import Request
 
 from minigpt4_ui import mcp_calls
 from minigpt4_ui.guard import request_visitor
+from .own_loop import run
 
 
 def _scope(path: str, headers: list[tuple[bytes, bytes]], method: str = "POST", peer: str = "203.0.113.7") -> dict:
@@ -24,7 +24,7 @@ def _through(scope: dict, hops: int = 0) -> Request:
         seen.append(Request(inner_scope))
 
     middleware = mcp_calls.McpCalls(app, visitor_of=functools.partial(request_visitor, hops=hops))
-    asyncio.run(middleware(scope, None, None))
+    run(middleware(scope, None, None))
     return seen[0]
 
 

@@ -76,6 +76,18 @@ def _overlap(a: Locator, b: Locator) -> bool:
     return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
 
 
+def _overlap_within(a: Locator, b: Locator, clip: tuple[int, int, int, int]) -> bool:
+    """Whether `a` overlaps the part of `b` its scrolling container `clip` shows."""
+    bx, by, bw, bh = _box(b)
+    cx, cy, cw, ch = clip
+    left, top = max(bx, cx), max(by, cy)
+    right, bottom = min(bx + bw, cx + cw), min(by + bh, cy + ch)
+    if right <= left or bottom <= top:
+        return False
+    ax, ay, aw, ah = _box(a)
+    return ax < right and left < ax + aw and ay < bottom and top < ay + ah
+
+
 def _answered(page: Page, question: str = "What is it?") -> None:
     upload(page, COFFEE)
     ask(page, question)
@@ -305,10 +317,17 @@ def test_the_chats_own_buttons_sit_above_the_messages_not_over_them(page: Page):
     expect(status_titles(page).last).to_have_text(ANSWER_DONE)
     panel, messages = _box(page.locator("#chat > .wrapper > .top-panel")), _box(page.locator("#chat .bubble-wrap"))
     assert panel[1] + panel[3] <= messages[1], (panel, messages)
-    for button in page.locator("#chat .bubble-wrap button").all():
-        if button.is_visible():
-            for own in ("Clear", "Copy conversation"):
-                assert not _overlap(page.get_by_role("button", name=own, exact=True), button)
+    for own in ("Clear", "Copy conversation"):
+        # What a person sees: the topmost element at the button's centre is the button itself, not a
+        # message's button (those scrolled out of the messages are clipped there, never on top).
+        button = page.get_by_role("button", name=own, exact=True)
+        button.scroll_into_view_if_needed()
+        x, y, w, h = _box(button)
+        on_top = button.evaluate("(b, [x, y]) => b.contains(document.elementFromPoint(x, y))", [x + w / 2, y + h / 2])
+        assert on_top, own
+        for other in page.locator("#chat .bubble-wrap button").all():
+            if other.is_visible():
+                assert not _overlap_within(button, other, messages), own
 
 
 def test_compares_image_label_leaves_the_upload_icon_clear(page: Page):
