@@ -54,6 +54,8 @@ class Record:
     inputs: dict = field(default_factory=dict)
     answer: str = ""
     predict_time: float | None = None
+    request: snippets.Request | None = None  # what View request shows for it
+
 
     def row(self) -> list:
         return [self.time, self.status, self.seconds, self.prompt, self.id]
@@ -77,10 +79,20 @@ class Sent(NamedTuple):
 
 
 class Answer(NamedTuple):
-    """What the answer stream updates, in the order ui.py lists its outputs."""
+    """What each update of the answer stream changes: the chat, and the session's records (at the
+    start and the end only).
+
+    Nothing else: Gradio rebuilds a component for every output of every update, gr.skip() too,
+    and with nine outputs that was most of the app's work per streamed word.
+    """
 
     chat: Any
     records: Any
+
+
+class Answered(NamedTuple):
+    """What changes once an answer has ended (ui.py chains it after the stream)."""
+
     history: Any
     request_json: Any
     request_curl: Any
@@ -292,20 +304,25 @@ class Studio:
                 last = yield from self._respond(image, question, history, records, visitor_token, spec,
                                                 model_controls.params(spec, values), slot)
         except LimitError as exc:
-            last = Answer(history + [chat_messages.status(str(exc), done=True)], records,
-                          history_table(records), gr.skip(), gr.skip(), gr.skip(), *_answering(False))
+            last = Answer(history + [chat_messages.status(str(exc), done=True)], records)
         finally:
             self.slots.free(session, slot)
-        # Shown only once the slot is free: under load the page can show Send and take the next
-        # question before this generator resumes past its last update.
         yield last
+
+    def answered(self, records: list, request: gr.Request = None) -> Answered:
+        """After an answer: History with its row, View request with its request, and Send instead of
+        Stop, unless another question of this session holds the slot by now (sent since, or this
+        chain's question was refused because one was running): its buttons stand."""
+        last = records[-1].request if records and records[-1].request else None
+        views = last or (gr.skip(),) * len(snippets.Request._fields)
+        free = self.slots.current(_session(request)) is None
+        return Answered(history_table(records), *views, *(_answering(False) if free else (gr.skip(),) * 3))
 
     def _respond(self, image: str, question: str, history: list, records: list, visitor_token: str,
                  spec: ModelSpec, params: dict, slot: AnswerSlot) -> Generator[Answer, None, Answer]:
-        """Yield the answer's progress; return its last update (the one that shows Send again)."""
+        """Yield the answer's progress; return its last update (given once the slot is free)."""
         history = list(history)
         records = list(records)
-        views = (gr.skip(), gr.skip(), gr.skip())
         record = Record(time=time.strftime("%H:%M:%S"), prompt=question[:80],
                         own_token=normalise_token(visitor_token) is not None, question=question,
                         model=spec.model, version=spec.version)
@@ -313,9 +330,6 @@ class Studio:
 
         def show(title: str, *, done: bool, details: str = "") -> None:
             history[at] = chat_messages.status(title, done=done, details=details, prediction_id=record.id or None)
-
-        def update(done: bool) -> Answer:
-            return Answer(history, records, history_table(records), *views, *_answering(not done))
 
         earlier = chat_messages.turns(history)  # the new question has no answer yet, so it is not a turn
         at = len(history)
@@ -328,21 +342,19 @@ class Studio:
                 at += 1
             if slot.stop.is_set():
                 show("Stopped by you before the answer started", done=True)
-                return update(done=True)
+                return Answer(history, records)
             inputs = chat.build_model_input(spec, image, turn.inputs)
             client = self.backend.client_for(visitor_token)
             # MiniGPT-4 runs the version the host configured; other models the version picked.
             model, version = target(spec)
             shown_model, shown_version = model or client.model, version or client.version
-            image_file = os.path.basename(image)
-            views = (snippets.request_json(inputs, shown_version),
-                     snippets.curl(inputs, version=shown_version, image_file=image_file),
-                     snippets.python(inputs, model=shown_model, version=shown_version, image_file=image_file))
+            record.request = snippets.request(inputs, model=shown_model, version=shown_version,
+                                              image_file=os.path.basename(image))
             record.version = shown_version
             record.inputs = {**inputs, spec.image: export.describe_image(inputs[spec.image])}
             records.append(record)
             history.append(reply)
-            yield update(done=False)
+            yield Answer(history, records)
             for progress in chat.ask(client, inputs, stop=slot.stop, model=model, version=version):
                 record.status, record.seconds = progress.status, round(progress.elapsed, 1)
                 record.id = progress.prediction_id or ""
@@ -354,7 +366,7 @@ class Studio:
                 answered_by = self.backend.answered_by(spec.model, visitor_token)
                 show(status_title_by(progress, answered_by), done=progress.finished,
                      details=status_details(progress))
-                yield update(done=False)
+                yield Answer(history, gr.skip())
         except (schema.InputError, images.ImageError, ReplicateError) as exc:
             record.status = "error"
             show(str(exc) if isinstance(exc, ReplicateError) else wording.input_problem(exc, spec), done=True)
@@ -364,7 +376,7 @@ class Studio:
             show(f"The app could not finish this answer ({type(exc).__name__}: {exc})", done=True)
         if not reply["content"]:
             history = [m for m in history if m is not reply]
-        return update(done=True)
+        return Answer(history, records)
 
     @staticmethod
     def clear() -> tuple[None, str, str, list, str]:

@@ -255,17 +255,19 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         for event in (demo.load, banner_timer.tick):
             event(refresh_banner, outputs=[banner, banner_timer], queue=False, **quiet)
         sent = dict(outputs=[chatbot, prompt, question, message, send, stop, new_chat], queue=False, **quiet)
+        # The stream updates only the chat (see handlers.Answer); the rest changes once, after it.
         respond = dict(fn=studio.respond, inputs=[image, question, chatbot, records, visitor_token, spec, *controls],
-                       outputs=[chatbot, records, history, request_json, request_curl, request_python, send, stop,
-                                new_chat],
-                       concurrency_limit=CONCURRENCY_LIMIT, **quiet)
+                       outputs=[chatbot, records], concurrency_limit=CONCURRENCY_LIMIT, **quiet)
+        answered = dict(fn=studio.answered, inputs=records,
+                        outputs=[history, request_json, request_curl, request_python, send, stop, new_chat],
+                        queue=False, **quiet)
         ask = dict(fn=studio.send, inputs=[image, prompt, chatbot, spec, *controls], **sent)
         # "multiple": a question sent while an answer runs reaches `send`, which says so.
-        send.click(trigger_mode="multiple", **ask).success(**respond)
-        prompt.submit(trigger_mode="multiple", **ask).success(**respond)
+        send.click(trigger_mode="multiple", **ask).success(**respond).then(**answered)
+        prompt.submit(trigger_mode="multiple", **ask).success(**respond).then(**answered)
         chatbot.example_select(_example, outputs=[image, prompt], **quiet, queue=False).success(**ask).success(
-            **respond)
-        chatbot.retry(studio.retry, inputs=chatbot, **sent).success(**respond)
+            **respond).then(**answered)
+        chatbot.retry(studio.retry, inputs=chatbot, **sent).success(**respond).then(**answered)
         stop.click(studio.stop, outputs=message, queue=False, **quiet)
         picker.change(studio.pick_model, inputs=[picker, spec], outputs=[spec, picker, message, *controls], **quiet)
         export_chat.click(studio.export_conversation, inputs=[chatbot, records], outputs=[chat_files, message],

@@ -20,7 +20,7 @@ from minigpt4_ui.backend import Backend
 from minigpt4_ui.compare import MAX_CONTENDERS, Comparer
 from minigpt4_ui.replicate_api import Client
 from minigpt4_ui.settings import DEFAULT_VERSION, Settings
-from minigpt4_ui.handlers import BUSY, Answer, Record, Sent, Studio, history_table, status_title
+from minigpt4_ui.handlers import BUSY, Answer, Answered, Record, Sent, Studio, history_table, status_title
 
 from .apprunner import free_port
 from .conftest import SERVER_TOKEN, png_bytes
@@ -192,14 +192,18 @@ def test_an_answer_streams_into_the_chat_with_its_status_and_request(server, pho
     assert status["title"].startswith("Done in ") and status["status"] == "done" and status["id"] == prediction["id"]
     assert f"Prediction `{prediction['id']}`" in last.chat[-2]["content"]
     assert "predict time" in last.chat[-2]["content"]
-    assert (last.send, last.stop, last.new_chat) == (SHOWN, HIDDEN, SHOWN)
-    assert all(a.stop == SHOWN for a in answers[:-1])  # Stop shows for as long as it writes
+    # The records join at the start and end; every update between carries only the chat.
+    assert [r.prompt for r in answers[0].records] == ["What colours?"]
+    assert all(a.records == SKIP for a in answers[1:-1])
     record = last.records[0]
     assert isinstance(record, Record) and record.status == "succeeded" and record.prompt == "What colours?"
-    assert last.history == [record.row()]
-    assert '"prompt": "What colours?"' in last.request_json
-    assert "https://api.replicate.com/v1/predictions" in last.request_curl and server.url not in last.request_curl
-    assert "replicate.run(" in last.request_python and "photo.png" in last.request_python
+    # Once it has ended: its row, its request, and Send instead of Stop (shown by Send until then).
+    done = studio.answered(last.records)
+    assert isinstance(done, Answered) and (done.send, done.stop, done.new_chat) == (SHOWN, HIDDEN, SHOWN)
+    assert done.history == [record.row()]
+    assert '"prompt": "What colours?"' in done.request_json
+    assert "https://api.replicate.com/v1/predictions" in done.request_curl and server.url not in done.request_curl
+    assert "replicate.run(" in done.request_python and "photo.png" in done.request_python
     texts = [a.chat[-1]["content"] for a in answers if a.chat[-1]["role"] == "assistant"
              and not cm.is_titled(a.chat[-1])]
     assert len(set(texts)) > 1 and all(prediction["output"].startswith(t) for t in texts)
@@ -213,7 +217,7 @@ def test_earlier_turns_about_the_same_image_are_folded_into_the_prompt(server, p
     second = ask(studio, photo, "Second question", first.chat, records=first.records)[-1]
     prompt = server_prediction(server, second.records[-1].id)["input"]["prompt"]
     assert prompt.startswith("First question###Assistant: ") and prompt.endswith("###Human: Second question")
-    assert [r.prompt for r in reversed(second.records)] == [row[3] for row in second.history]
+    assert [r.prompt for r in reversed(second.records)] == [row[3] for row in history_table(second.records)]
 
 
 def test_the_first_question_about_a_new_image_carries_no_earlier_turns(server, photo, other_photo):
@@ -254,7 +258,8 @@ def test_a_dead_backend_says_so_in_the_chat_and_keeps_the_question(photo):
     assert status["status"] == "done" and "id" not in status
     assert len(last.chat) == 2  # no empty answer bubble
     assert last.records[0].status == "error"
-    assert (last.send, last.stop) == (SHOWN, HIDDEN)
+    done = studio.answered(last.records)
+    assert (done.send, done.stop) == (SHOWN, HIDDEN)
     gr.Chatbot().postprocess(last.chat)  # what the page receives must be valid messages
     assert studio.slots.current("anonymous") is None
 
@@ -264,11 +269,13 @@ def test_a_visitors_hourly_allowance_is_said_in_the_chat(server, photo):
     me = visitor("tab-1", host="198.51.100.4")
     ask(studio, photo, "One", request=me)
     before = len(created(server))
-    last = ask(studio, photo, "Two", request=visitor("tab-2", host="198.51.100.4"))[-1]
+    other_tab = visitor("tab-2", host="198.51.100.4")
+    last = ask(studio, photo, "Two", request=other_tab)[-1]
     assert last.chat[-1]["metadata"]["title"].startswith(
         "This demo allows 1 questions per hour per visitor on the host's Replicate account.")
     assert cm.text(last.chat[-2]) == "Two"
-    assert (last.send, last.stop) == (SHOWN, HIDDEN)
+    done = studio.answered(last.records, other_tab)
+    assert (done.send, done.stop) == (SHOWN, HIDDEN)
     assert len(created(server)) == before
     assert studio.slots.current("tab-2") is None
     # The visitor's own token is not counted against the host's allowance.
@@ -312,24 +319,29 @@ def test_stop_cancels_the_prediction_and_keeps_the_partial_answer(slow_server, p
     stopped = server_prediction(slow_server, status["id"])
     assert stopped["status"] == "canceled" and stopped["output"].startswith(partial)
     assert last.records[0].status == "canceled"
-    assert (last.send, last.stop, last.new_chat) == (SHOWN, HIDDEN, SHOWN)
+    done = studio.answered(last.records, me)
+    assert (done.send, done.stop, done.new_chat) == (SHOWN, HIDDEN, SHOWN)
     assert studio.stop(me) == "" and studio.slots.current("tab-1") is None
 
 
-def test_the_update_that_shows_send_again_finds_the_session_free(server, photo):
-    """Under CPU load the page showed Send and took the next question before the answer's
-    generator had resumed past its last update, and the question was "still being written"."""
+def test_send_comes_back_only_to_a_session_the_answer_has_let_go_of(server, photo):
+    """Under CPU load the page once showed Send and took the next question before the answer's
+    generator had freed the session, and the question was "still being written". Send now comes
+    back from the step chained after the stream, and only when no answer holds the session."""
     studio = studio_on(server, visitor_limit_per_hour=3)
     me = visitor()
     values = controls()
     sent = studio.send(me, photo, "First?", [], *values)
     stream = studio.respond(me, photo, sent.question, through_the_browser(sent.chat), [], "", *values)
-    last = next(answer for answer in stream if answer.send == SHOWN)  # the generator is held here
+    first = next(stream)  # the answer is running, held here
+    # The chain of a question refused meanwhile ends now: the running answer's buttons stand.
+    assert studio.answered(first.records, me)[-3:] == (SKIP,) * 3
+    last = list(stream)[-1]
     assert studio.slots.current("tab-1") is None
+    done = studio.answered(last.records, me)
+    assert (done.send, done.stop, done.new_chat) == (SHOWN, HIDDEN, SHOWN)
     follow_up = studio.send(me, photo, "And then?", through_the_browser(last.chat), *values)
     assert follow_up.message == "" and follow_up.question == "And then?"
-    assert list(stream) == []  # the first answer's stream ends without touching the new slot
-    assert studio.slots.current("tab-1") is not None
 
 
 def test_compare_lets_go_of_the_session_before_it_shows_compare_again(server, photo):
