@@ -66,12 +66,20 @@ def history_table(records: Sequence[Record]) -> list[list]:
     return [record.row() for record in reversed(records)]
 
 
+class Asked(NamedTuple):
+    """A question Send or Retry took, with the settings it was checked with: what the answer step
+    answers, so that the answer needs none of the settings' controls (40) as its inputs."""
+
+    text: str
+    params: dict[str, Any]
+
+
 class Sent(NamedTuple):
     """What Send (or Retry, or an example) updates."""
 
     chat: Any
     prompt: Any
-    question: Any
+    question: Asked | None  # None: nothing for the answer step to answer
     message: Any
     send: Any
     stop: Any
@@ -239,13 +247,14 @@ class Studio:
         (`request` comes first: Gradio puts it at its parameter's position, which after
         `*values` would make it one of the values.)
         """
-        keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question="")
+        keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question=None)
         if chat_messages.questions(history) >= chat_messages.MAX_QUESTIONS:
             return keep._replace(message=_message(chat_messages.TOO_LONG))
         # Some models' question has a default, but a chat needs one; every problem is said at once.
         no_question = "" if (prompt or "").strip() else wording.NO_QUESTION
+        params = model_controls.params(spec, values)
         try:
-            chat.build_model_input(spec, image, {spec.question: prompt, **model_controls.params(spec, values)})
+            chat.build_model_input(spec, image, {spec.question: prompt, **params})
         except (schema.InputError, images.ImageError) as exc:
             said = wording.input_problem(exc, spec)
             return keep._replace(message=_message(said if no_question in said else f"{no_question}. {said}"))
@@ -260,18 +269,19 @@ class Studio:
             history.append(chat_messages.question(prompt, image))
         else:
             history.append(chat_messages.question(prompt))
-        return Sent(history, "", prompt, _message(), *_answering(True))
+        return Sent(history, "", Asked(prompt, params), _message(), *_answering(True))
 
-    def retry(self, history: list, request: gr.Request = None) -> Sent:
-        """Drop the last answer and ask its question again."""
-        keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question="")
+    def retry(self, request: gr.Request | None, history: list, spec: ModelSpec, *values: Any) -> Sent:
+        """Drop the last answer and ask its question again, with the settings as they are now
+        (the answer step checks them)."""
+        keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question=None)
         last = chat_messages.last_question(history)
         if last is None:
             return keep._replace(message=_message("There is no question to ask again."))
         if self.slots.take(_session(request)) is None:
             return keep._replace(message=_message(BUSY))
-        return Sent(history[: last + 1], gr.skip(), chat_messages.text(history[last]), _message(),
-                    *_answering(True))
+        asked = Asked(chat_messages.text(history[last]), model_controls.params(spec, values))
+        return Sent(history[: last + 1], gr.skip(), asked, _message(), *_answering(True))
 
     def stop(self, request: gr.Request = None) -> str:
         """Ask the running answer to stop; it cancels its prediction and keeps what it wrote."""
@@ -290,19 +300,20 @@ class Studio:
             kept.pop()  # the note belongs to the question it introduced
         return kept, chat_messages.text(history[last]), _message("Last question removed.")
 
-    def respond(self, request: gr.Request | None, image: str, question: str, history: list, records: list,
-                visitor_token: str, spec: ModelSpec, *values: Any) -> Iterator[Answer]:
-        """Stream one answer; Stop, or closing this generator (a closed tab), cancels the prediction."""
+    def respond(self, request: gr.Request | None, image: str, asked: Asked | None, history: list, records: list,
+                visitor_token: str, spec: ModelSpec) -> Iterator[Answer]:
+        """Stream the answer to what Send took; Stop, or closing this generator (a closed tab),
+        cancels the prediction."""
         session = _session(request)
         slot = self.slots.current(session)
-        if not question or slot is None:  # Send refused this question, and said why
+        if asked is None or slot is None:  # Send refused this question, and said why
             yield Answer(*(gr.skip() for _ in Answer._fields))
             return
         slot.started = True
         try:
             with self.guard.slot(session, self.visitor(request, visitor_token)):
-                last = yield from self._respond(image, question, history, records, visitor_token, spec,
-                                                model_controls.params(spec, values), slot)
+                last = yield from self._respond(image, asked.text, history, records, visitor_token, spec,
+                                                asked.params, slot)
         except LimitError as exc:
             last = Answer(history + [chat_messages.status(str(exc), done=True)], records)
         finally:

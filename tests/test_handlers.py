@@ -15,12 +15,12 @@ import gradio as gr
 import pytest
 import requests
 
-from minigpt4_ui import chat, chat_messages as cm
+from minigpt4_ui import chat, chat_messages as cm, schema
 from minigpt4_ui.backend import Backend
 from minigpt4_ui.compare import MAX_CONTENDERS, Comparer
 from minigpt4_ui.replicate_api import Client
 from minigpt4_ui.settings import DEFAULT_VERSION, Settings
-from minigpt4_ui.handlers import BUSY, Answer, Answered, Record, Sent, Studio, history_table, status_title
+from minigpt4_ui.handlers import BUSY, Answer, Answered, Asked, Record, Sent, Studio, history_table, status_title
 
 from .apprunner import free_port
 from .conftest import SERVER_TOKEN, png_bytes
@@ -48,7 +48,7 @@ def ask(studio: Studio, image: str, question: str, history=(), *, records=(), to
     sent = studio.send(request, image, question, list(history), *values)
     assert sent.message == "", sent.message
     stream = studio.respond(request, image, sent.question, through_the_browser(sent.chat), list(records),
-                            token, *values)
+                            token, schema.SPEC)
     return [copy.deepcopy(answer) for answer in stream]  # as the page saw each one (the handler reuses its lists)
 
 
@@ -102,7 +102,9 @@ def test_send_puts_the_question_with_its_image_in_the_chat_and_clears_the_box(ph
     sent = studio.send(None, photo, "What is it?", [], *controls())
     assert isinstance(sent, Sent)
     assert sent.chat == [cm.question("What is it?", photo)]
-    assert (sent.prompt, sent.question, sent.message) == ("", "What is it?", "")
+    assert (sent.prompt, sent.message) == ("", "")
+    # The answer step answers what Send checked, settings included.
+    assert sent.question == Asked("What is it?", schema.defaults())
     assert (sent.send, sent.stop, sent.new_chat) == (HIDDEN, SHOWN, HIDDEN)  # only Stop while answering
     assert studio.slots.current("anonymous") is not None
 
@@ -134,9 +136,9 @@ def test_send_refuses_bad_input_in_words_and_keeps_everything_typed(photo):
                             "Temperature must be at most 2.")
     # The chat and the question box are left as they are; the answer step is told to do nothing.
     assert (sent.chat, sent.prompt, sent.send, sent.stop, sent.new_chat) == (SKIP,) * 5
-    assert sent.question == ""
+    assert sent.question is None
     assert studio.slots.current("anonymous") is None
-    assert list(studio.respond(None, photo, sent.question, HISTORY, [], "", *controls())) \
+    assert list(studio.respond(None, photo, sent.question, HISTORY, [], "", schema.SPEC)) \
         == [Answer(*(SKIP,) * len(Answer._fields))]
 
 
@@ -151,10 +153,10 @@ def test_a_second_question_while_answering_is_refused_and_stays_in_the_box(photo
     me, someone_else = visitor("tab-1"), visitor("tab-2")
     first = studio.send(me, photo, "First?", [], *controls())
     second = studio.send(me, photo, "Second?", first.chat, *controls())
-    assert second.message == BUSY and second.prompt == SKIP and second.chat == SKIP and second.question == ""
+    assert second.message == BUSY and second.prompt == SKIP and second.chat == SKIP and second.question is None
     held = studio.slots.current("tab-1")
     # The refused question's answer step does nothing, and leaves the running answer's slot alone.
-    assert list(studio.respond(me, photo, second.question, first.chat, [], "", *controls())) \
+    assert list(studio.respond(me, photo, second.question, first.chat, [], "", schema.SPEC)) \
         == [Answer(*(SKIP,) * len(Answer._fields))]
     assert studio.slots.current("tab-1") is held
     # Another tab is not held up.
@@ -172,9 +174,9 @@ def test_gradio_hands_each_handler_the_visitors_session(photo, tmp_path):
     assert studio.send(*args).message == ""
     assert studio.slots.current("tab-9") is not None and studio.slots.current("anonymous") is None
     assert studio.stop(*special_args(studio.stop, [], request=tab)[0]) == "Stopping…"
-    retry = special_args(studio.retry, [HISTORY], request=gr.Request(session_hash="tab-10"))[0]
-    assert studio.retry(*retry).question == "Is it big?" and studio.slots.current("tab-10") is not None
-    respond = special_args(studio.respond, [photo, "", [], [], "", *values], request=tab)[0]
+    retry = special_args(studio.retry, [HISTORY, *values], request=gr.Request(session_hash="tab-10"))[0]
+    assert studio.retry(*retry).question.text == "Is it big?" and studio.slots.current("tab-10") is not None
+    respond = special_args(studio.respond, [photo, None, [], [], "", schema.SPEC], request=tab)[0]
     assert list(studio.respond(*respond)) == [Answer(*(SKIP,) * len(Answer._fields))]
     assert studio.slots.current("tab-9") is not None  # an empty question never frees the running one's slot
 
@@ -306,7 +308,7 @@ def test_stop_cancels_the_prediction_and_keeps_the_partial_answer(slow_server, p
     assert studio.stop(me) == ""  # nothing to stop yet
     sent = studio.send(me, photo, "Stop me", [], *values)
     answers = []
-    for answer in studio.respond(me, photo, sent.question, through_the_browser(sent.chat), [], "", *values):
+    for answer in studio.respond(me, photo, sent.question, through_the_browser(sent.chat), [], "", schema.SPEC):
         answers.append(answer)
         slot = studio.slots.current("tab-1")  # None on the last update: the slot is free by then
         if len(answers[-1].chat[-1]["content"].split()) >= 2 and slot and not slot.stop.is_set():
@@ -332,7 +334,7 @@ def test_send_comes_back_only_to_a_session_the_answer_has_let_go_of(server, phot
     me = visitor()
     values = controls()
     sent = studio.send(me, photo, "First?", [], *values)
-    stream = studio.respond(me, photo, sent.question, through_the_browser(sent.chat), [], "", *values)
+    stream = studio.respond(me, photo, sent.question, through_the_browser(sent.chat), [], "", schema.SPEC)
     first = next(stream)  # the answer is running, held here
     # The chain of a question refused meanwhile ends now: the running answer's buttons stand.
     assert studio.answered(first.records, me)[-3:] == (SKIP,) * 3
@@ -341,7 +343,7 @@ def test_send_comes_back_only_to_a_session_the_answer_has_let_go_of(server, phot
     done = studio.answered(last.records, me)
     assert (done.send, done.stop, done.new_chat) == (SHOWN, HIDDEN, SHOWN)
     follow_up = studio.send(me, photo, "And then?", through_the_browser(last.chat), *values)
-    assert follow_up.message == "" and follow_up.question == "And then?"
+    assert follow_up.message == "" and follow_up.question.text == "And then?"
 
 
 def test_compare_lets_go_of_the_session_before_it_shows_compare_again(server, photo):
@@ -363,7 +365,7 @@ def test_stop_before_the_answer_starts_creates_no_prediction(server, photo):
     values = controls()
     sent = studio.send(None, photo, "Never mind", [], *values)
     assert studio.stop(None) == "Stopping…"
-    stream = studio.respond(None, photo, sent.question, through_the_browser(sent.chat), [], "", *values)
+    stream = studio.respond(None, photo, sent.question, through_the_browser(sent.chat), [], "", schema.SPEC)
     last = list(stream)[-1]
     assert last.chat[-1]["metadata"] == {"title": "Stopped by you before the answer started", "status": "done"}
     assert cm.text(last.chat[0]) == "Never mind"
@@ -373,22 +375,22 @@ def test_stop_before_the_answer_starts_creates_no_prediction(server, photo):
 
 def test_retry_asks_the_last_question_again():
     studio = Studio(backend=None, settings=Settings())
-    sent = studio.retry(HISTORY)
-    assert sent.chat == HISTORY[:4] and sent.question == "Is it big?" and sent.message == ""
+    sent = studio.retry(None, HISTORY, *controls(temperature=0.5))
+    assert sent.chat == HISTORY[:4] and sent.message == ""
+    assert sent.question == Asked("Is it big?", {**schema.defaults(), "temperature": 0.5})  # the settings now
     assert sent.prompt == SKIP  # whatever is being typed in the box stays
     assert (sent.send, sent.stop) == (HIDDEN, SHOWN)
-    again = studio.retry(HISTORY)
-    assert again.message == BUSY and again.chat == SKIP and again.question == ""
-    assert studio.retry([]).message == "There is no question to ask again."
+    again = studio.retry(None, HISTORY, *controls())
+    assert again.message == BUSY and again.chat == SKIP and again.question is None
+    assert studio.retry(None, [], *controls()).message == "There is no question to ask again."
 
 
 def test_retry_gets_a_fresh_answer(server, photo):
     studio = studio_on(server)
     first = ask(studio, photo, "Once more?")[-1]
-    sent = studio.retry(first.chat)
+    sent = studio.retry(None, first.chat, *controls())
     assert sent.chat == first.chat[:1]
-    values = controls()
-    last = list(studio.respond(None, photo, sent.question, sent.chat, first.records, "", *values))[-1]
+    last = list(studio.respond(None, photo, sent.question, sent.chat, first.records, "", schema.SPEC))[-1]
     assert len(last.records) == 2 and last.records[0].id != last.records[1].id
     assert last.chat[-1]["content"] == server_prediction(server, last.records[1].id)["output"]
     assert server_prediction(server, last.records[1].id)["input"]["prompt"] == "Once more?" and len(last.chat) == 3
@@ -463,10 +465,10 @@ def test_a_cleared_number_field_is_named_not_a_crash(photo):
     """Clearing *Max length* sends None; it used to reach int(None), also on the Retry path."""
     studio = Studio(backend=None, settings=Settings())
     sent = studio.send(None, photo, "hi", [], *controls(max_length=None))
-    assert sent.message == "Max length is empty: enter a number." and sent.question == ""
-    history = through_the_browser([cm.question("hi", photo)])
-    studio.slots.take("anonymous")  # as Retry does
-    last = list(studio.respond(None, photo, "hi", history, [], "", *controls(max_length=None)))[-1]
+    assert sent.message == "Max length is empty: enter a number." and sent.question is None
+    history = through_the_browser([cm.question("hi", photo), cm.answer("An answer.")])
+    retried = studio.retry(None, history, *controls(max_length=None))  # Retry does not check the settings
+    last = list(studio.respond(None, photo, retried.question, retried.chat, [], "", schema.SPEC))[-1]
     assert last.chat[-1]["metadata"]["title"] == "Max length is empty: enter a number."
 
 
