@@ -9,6 +9,7 @@ from dataclasses import replace
 from starlette.middleware import Middleware
 
 from minigpt4_ui import backend, ui
+from minigpt4_ui.page_cache import PageCache
 from minigpt4_ui.request_limits import BoundedLog, RequestLimits
 from minigpt4_ui.server.predictors import PredictionError
 from minigpt4_ui.server.predictors.onnx_engine import PRECISIONS
@@ -71,7 +72,7 @@ def main() -> None:
         signal.signal(signal.SIGTERM, lambda signum, frame: demo.close())
         limits = Middleware(RequestLimits, max_upload_bytes=settings.max_upload_mb * 1_000_000)
         demo.launch(theme=ui.THEME, css=ui.CSS, head=ui.HEAD, max_file_size=f"{settings.max_upload_mb}mb",
-                    state_session_capacity=SESSION_CAPACITY, app_kwargs={"middleware": [limits]})
+                    state_session_capacity=SESSION_CAPACITY, app_kwargs={"middleware": [limits, Middleware(PageCache)]})
         demo.close()
     finally:
         connected.close()
