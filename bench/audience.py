@@ -83,6 +83,9 @@ class Target:
 
     def close(self) -> None:
         if self.nginx:
+            problems = self.nginx.errors().strip().splitlines()
+            if problems:
+                print(f"nginx logged {len(problems)} problems; the first: {problems[0]}", flush=True)
             self.nginx.close()
         for process in self.processes:
             process.close()
