@@ -16,6 +16,7 @@ from starlette.middleware import Middleware
 from minigpt4_ui import backend, mcp_calls, ui
 from minigpt4_ui.guard import request_visitor
 from minigpt4_ui.mcp_calls import McpCalls
+from minigpt4_ui.page_cache import PageCache
 from minigpt4_ui.request_limits import BoundedLog, RequestLimits
 from minigpt4_ui.server.predictors import PredictionError
 from minigpt4_ui.server.predictors.onnx_engine import PRECISIONS
@@ -134,7 +135,8 @@ def main() -> None:
         calls = Middleware(McpCalls, visitor_of=functools.partial(request_visitor, hops=settings.proxy_hops))
         demo.launch(theme=ui.THEME, css=ui.CSS, head=ui.HEAD, max_file_size=f"{settings.max_upload_mb}mb",
                     state_session_capacity=SESSION_CAPACITY, mcp_server=settings.mcp,
-                    app_kwargs={"middleware": [limits, calls], "lifespan": mcp_calls.install(demo)},
+                    app_kwargs={"middleware": [limits, calls, Middleware(PageCache)],
+                                "lifespan": mcp_calls.install(demo)},
                     server_name=listen.host, server_port=listen.port)
         demo.close()
     finally:

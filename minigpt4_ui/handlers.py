@@ -57,6 +57,8 @@ class Record:
     inputs: dict = field(default_factory=dict)
     answer: str = ""
     predict_time: float | None = None
+    request: snippets.Request | None = None  # what View request shows for it
+
 
     def row(self) -> list:
         return [self.time, self.status, self.seconds, self.prompt, self.id]
@@ -67,12 +69,20 @@ def history_table(records: Sequence[Record]) -> list[list]:
     return [record.row() for record in reversed(records)]
 
 
+class Asked(NamedTuple):
+    """A question Send or Retry took, with the settings it was checked with: what the answer step
+    answers, so that the answer needs none of the settings' controls (40) as its inputs."""
+
+    text: str
+    params: dict[str, Any]
+
+
 class Sent(NamedTuple):
     """What Send (or Retry, or an example) updates."""
 
     chat: Any
     prompt: Any
-    question: Any
+    question: Asked | None  # None: nothing for the answer step to answer
     message: Any
     send: Any
     stop: Any
@@ -80,10 +90,20 @@ class Sent(NamedTuple):
 
 
 class Answer(NamedTuple):
-    """What the answer stream updates, in the order ui.py lists its outputs."""
+    """What each update of the answer stream changes: the chat, and the session's records (at the
+    start and the end only).
+
+    Nothing else: Gradio rebuilds a component for every output of every update, gr.skip() too,
+    and with nine outputs that was most of the app's work per streamed word.
+    """
 
     chat: Any
     records: Any
+
+
+class Answered(NamedTuple):
+    """What changes once an answer has ended (ui.py chains it after the stream)."""
+
     history: Any
     request_json: Any
     request_curl: Any
@@ -251,13 +271,14 @@ class Studio:
         (`request` comes first: Gradio puts it at its parameter's position, which after
         `*values` would make it one of the values.)
         """
-        keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question="")
+        keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question=None)
         if chat_messages.questions(history) >= chat_messages.MAX_QUESTIONS:
             return keep._replace(message=problem(chat_messages.TOO_LONG))
         # Some models' question has a default, but a chat needs one; every problem is said at once.
         no_question = "" if (prompt or "").strip() else wording.NO_QUESTION
+        params = model_controls.params(spec, values)
         try:
-            chat.build_model_input(spec, image, {spec.question: prompt, **model_controls.params(spec, values)})
+            chat.build_model_input(spec, image, {spec.question: prompt, **params})
         except (schema.InputError, images.ImageError) as exc:
             said = wording.input_problem(exc, spec)
             return keep._replace(message=problem(said if no_question in said else f"{no_question}. {said}"))
@@ -272,18 +293,19 @@ class Studio:
             history.append(chat_messages.question(prompt, image))
         else:
             history.append(chat_messages.question(prompt))
-        return Sent(history, "", prompt, NO_MESSAGE, *_answering(True))
+        return Sent(history, "", Asked(prompt, params), NO_MESSAGE, *_answering(True))
 
-    def retry(self, history: list, request: gr.Request = None) -> Sent:
-        """Drop the last answer and ask its question again."""
-        keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question="")
+    def retry(self, request: gr.Request | None, history: list, spec: ModelSpec, *values: Any) -> Sent:
+        """Drop the last answer and ask its question again, with the settings as they are now
+        (the answer step checks them)."""
+        keep = Sent(*(gr.skip() for _ in Sent._fields))._replace(question=None)
         last = chat_messages.last_question(history)
         if last is None:
             return keep._replace(message=problem("There is no question to ask again."))
         if self.slots.take(_session(request)) is None:
             return keep._replace(message=problem(BUSY))
-        return Sent(history[: last + 1], gr.skip(), chat_messages.text(history[last]), NO_MESSAGE,
-                    *_answering(True))
+        asked = Asked(chat_messages.text(history[last]), model_controls.params(spec, values))
+        return Sent(history[: last + 1], gr.skip(), asked, NO_MESSAGE, *_answering(True))
 
     def stop(self, request: gr.Request = None) -> Any:
         """Ask the running answer to stop; it cancels its prediction and keeps what it wrote.
@@ -306,34 +328,40 @@ class Studio:
             kept.pop()  # the note belongs to the question it introduced
         return kept, chat_messages.text(history[last]), info("Last question removed.")
 
-    def respond(self, request: gr.Request | None, image: str, question: str, history: list, records: list,
-                visitor_token: str, spec: ModelSpec, *values: Any) -> Iterator[Answer]:
-        """Stream one answer; Stop, or closing this generator (a closed tab), cancels the prediction."""
+    def respond(self, request: gr.Request | None, image: str, asked: Asked | None, history: list, records: list,
+                visitor_token: str, spec: ModelSpec) -> Iterator[Answer]:
+        """Stream the answer to what Send took; Stop, or closing this generator (a closed tab),
+        cancels the prediction."""
         session = _session(request)
         slot = self.slots.current(session)
-        if not question or slot is None:  # Send refused this question, and said why
+        if asked is None or slot is None:  # Send refused this question, and said why
             yield Answer(*(gr.skip() for _ in Answer._fields))
             return
         slot.started = True
         try:
             with self.guard.slot(session, self.visitor(request, visitor_token)):
-                last = yield from self._respond(image, question, history, records, visitor_token, spec,
-                                                model_controls.params(spec, values), slot)
+                last = yield from self._respond(image, asked.text, history, records, visitor_token, spec,
+                                                asked.params, slot)
         except LimitError as exc:
-            last = Answer(history + [chat_messages.status(str(exc), done=True)], records,
-                          history_table(records), gr.skip(), gr.skip(), gr.skip(), *_answering(False))
+            last = Answer(history + [chat_messages.status(str(exc), done=True)], records)
         finally:
             self.slots.free(session, slot)
-        # Shown only once the slot is free: under load the page can show Send and take the next
-        # question before this generator resumes past its last update.
         yield last
+
+    def answered(self, records: list, request: gr.Request = None) -> Answered:
+        """After an answer: History with its row, View request with its request, and Send instead of
+        Stop, unless another question of this session holds the slot by now (sent since, or this
+        chain's question was refused because one was running): its buttons stand."""
+        last = records[-1].request if records and records[-1].request else None
+        views = last or (gr.skip(),) * len(snippets.Request._fields)
+        free = self.slots.current(_session(request)) is None
+        return Answered(history_table(records), *views, *(_answering(False) if free else (gr.skip(),) * 3))
 
     def _respond(self, image: str, question: str, history: list, records: list, visitor_token: str,
                  spec: ModelSpec, params: dict, slot: AnswerSlot) -> Generator[Answer, None, Answer]:
-        """Yield the answer's progress; return its last update (the one that shows Send again)."""
+        """Yield the answer's progress; return its last update (given once the slot is free)."""
         history = list(history)
         records = list(records)
-        views = (gr.skip(), gr.skip(), gr.skip())
         record = Record(time=time.strftime("%H:%M:%S"), prompt=question[:80],
                         own_token=normalise_token(visitor_token) is not None, question=question,
                         model=spec.model, version=spec.version)
@@ -341,12 +369,6 @@ class Studio:
 
         def show(title: str, *, done: bool, details: str = "") -> None:
             history[at] = chat_messages.status(title, done=done, details=details, prediction_id=record.id or None)
-
-        def update(done: bool) -> Answer:
-            # Send already showed Stop; while the answer streams its buttons are left alone, so a
-            # pressed Stop keeps saying "Stopping…".
-            buttons = _answering(False) if done else (gr.skip(),) * 3
-            return Answer(history, records, history_table(records), *views, *buttons)
 
         earlier = chat_messages.turns(history)  # the new question has no answer yet, so it is not a turn
         at = len(history)
@@ -359,21 +381,19 @@ class Studio:
                 at += 1
             if slot.stop.is_set():
                 show("Stopped by you before the answer started", done=True)
-                return update(done=True)
+                return Answer(history, records)
             inputs = chat.build_model_input(spec, image, turn.inputs)
             client = self.backend.client_for(visitor_token)
             # MiniGPT-4 runs the version the host configured; other models the version picked.
             model, version = target(spec)
             shown_model, shown_version = model or client.model, version or client.version
-            image_file = os.path.basename(image)
-            views = (snippets.request_json(inputs, shown_version),
-                     snippets.curl(inputs, version=shown_version, image_file=image_file),
-                     snippets.python(inputs, model=shown_model, version=shown_version, image_file=image_file))
+            record.request = snippets.request(inputs, model=shown_model, version=shown_version,
+                                              image_file=os.path.basename(image))
             record.version = shown_version
             record.inputs = {**inputs, spec.image: export.describe_image(inputs[spec.image])}
             records.append(record)
             history.append(reply)
-            yield update(done=False)
+            yield Answer(history, records)
             for progress in chat.ask(client, inputs, stop=slot.stop, model=model, version=version):
                 record.status, record.seconds = progress.status, round(progress.elapsed, 1)
                 record.id = progress.prediction_id or ""
@@ -385,7 +405,7 @@ class Studio:
                 answered_by = self.backend.answered_by(spec.model, visitor_token, version=version)
                 show(status_title_by(progress, answered_by), done=progress.finished,
                      details=status_details(progress))
-                yield update(done=False)
+                yield Answer(history, gr.skip())
         except (schema.InputError, images.ImageError, ReplicateError) as exc:
             record.status = "error"
             show(str(exc) if isinstance(exc, ReplicateError) else wording.input_problem(exc, spec), done=True)
@@ -395,7 +415,7 @@ class Studio:
             show(f"The app could not finish this answer ({type(exc).__name__}: {exc})", done=True)
         if not reply["content"]:
             history = [m for m in history if m is not reply]
-        return update(done=True)
+        return Answer(history, records)
 
     @staticmethod
     def clear() -> tuple[None, str, str, list, str]:

@@ -9,12 +9,26 @@ from __future__ import annotations
 import json
 import mimetypes
 import shlex
-from typing import Any
+from typing import Any, NamedTuple
 
 from .facts import REPLICATE_BASE_URL as REPLICATE_API
 # A data URI is hundreds of kilobytes; the panel shows its start and its size instead.
 _SHOWN_URI_CHARS = 48
 _IMAGE_SLOT = "@@IMAGE@@"
+
+
+class Request(NamedTuple):
+    """The request behind an answer, as the View request panel shows it."""
+
+    json: str
+    curl: str
+    python: str
+
+
+def request(inputs: dict[str, Any], *, model: str, version: str, image_file: str) -> Request:
+    """The three views of one request."""
+    return Request(request_json(inputs, version), curl(inputs, version=version, image_file=image_file),
+                   python(inputs, model=model, version=version, image_file=image_file))
 
 
 def displayed_input(inputs: dict[str, Any]) -> dict[str, Any]:

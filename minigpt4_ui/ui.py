@@ -247,7 +247,7 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
                                            size="sm")
                 account = gr.Dataframe(headers=HISTORY_HEADERS, value=[], interactive=False,
                                        label="Your account's latest predictions")
-        question = gr.State("")
+        question = gr.State(None)  # what Send took (handlers.Asked), for the answer step
         records = gr.State([])
         spec = gr.State(schema.SPEC)  # the picked model's inputs
         comparison = gr.State(None)  # the last finished comparison: votes, continue, export
@@ -269,17 +269,19 @@ def build(backend: Backend, settings: Settings) -> gr.Blocks:
         for event in (demo.load, banner_timer.tick, visitor_token.change):
             event(refresh_banner, inputs=visitor_token, outputs=[banner, banner_timer], queue=False, **quiet)
         sent = dict(outputs=[chatbot, prompt, question, message, send, stop, new_chat], queue=False, **quiet)
-        respond = dict(fn=studio.respond, inputs=[image, question, chatbot, records, visitor_token, spec, *controls],
-                       outputs=[chatbot, records, history, request_json, request_curl, request_python, send, stop,
-                                new_chat],
-                       concurrency_limit=CONCURRENCY_LIMIT, **quiet)
+        # The stream updates only the chat (see handlers.Answer); the rest changes once, after it.
+        respond = dict(fn=studio.respond, inputs=[image, question, chatbot, records, visitor_token, spec],
+                       outputs=[chatbot, records], concurrency_limit=CONCURRENCY_LIMIT, **quiet)
+        answered = dict(fn=studio.answered, inputs=records,
+                        outputs=[history, request_json, request_curl, request_python, send, stop, new_chat],
+                        queue=False, **quiet)
         ask = dict(fn=studio.send, inputs=[image, prompt, chatbot, spec, *controls], **sent)
         # "multiple": a question sent while an answer runs reaches `send`, which says so.
-        send.click(trigger_mode="multiple", **ask).success(**respond)
-        prompt.submit(trigger_mode="multiple", **ask).success(**respond)
+        send.click(trigger_mode="multiple", **ask).success(**respond).then(**answered)
+        prompt.submit(trigger_mode="multiple", **ask).success(**respond).then(**answered)
         chatbot.example_select(_example, outputs=[image, prompt], **quiet, queue=False).success(**ask).success(
-            **respond)
-        chatbot.retry(studio.retry, inputs=chatbot, **sent).success(**respond)
+            **respond).then(**answered)
+        chatbot.retry(studio.retry, inputs=[chatbot, spec, *controls], **sent).success(**respond).then(**answered)
         stop.click(studio.stop, outputs=stop, queue=False, **quiet)
         picker.change(studio.pick_model, inputs=[picker, spec], outputs=[spec, picker, message, *controls], **quiet)
         export_chat.click(studio.export_conversation, inputs=[chatbot, records], outputs=[chat_files, message],

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["streaming", "concurrency", "images", "startup_memory", "server", "cog", "hostile",
+BENCHMARKS = ["streaming", "concurrency", "images", "startup_memory", "server", "cog", "hostile", "audience",
               pytest.param("local_model", marks=pytest.mark.skipif(
                   not all(map(importlib.util.find_spec, ("torch", "transformers"))),
                   reason="the local model needs requirements-local.txt"))]

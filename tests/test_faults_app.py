@@ -308,7 +308,8 @@ def test_model_error_in_the_chat_keeps_the_partial_answer_visible(proxy, server,
     assert status["status"] == "done"
     answer = last.chat[-1]["content"]
     assert answer.startswith("This 300×180 landscape image") and len(answer.split()) == PARTIAL_WORDS
-    assert last.records[-1].status == "failed" and (last.send, last.stop) == (SHOWN, IDLE_STOP)
+    done = studio.answered(last.records)
+    assert last.records[-1].status == "failed" and (done.send, done.stop) == (SHOWN, IDLE_STOP)
 
 
 def test_api_error_midway_in_the_chat_keeps_the_partial_answer(proxy, server, photo):
@@ -319,7 +320,8 @@ def test_api_error_midway_in_the_chat_keeps_the_partial_answer(proxy, server, ph
     assert last.chat[-1]["role"] == "assistant" and last.chat[-1]["content"].startswith("This 300×180")
     assert last.chat[-2]["metadata"]["title"].startswith("The API answered 500")
     assert last.chat[0]["role"] == "user" and chat_messages.text(last.chat[0]) == "Partial in chat"  # nothing lost
-    assert last.records[-1].status == "error" and (last.send, last.stop) == (SHOWN, IDLE_STOP)
+    done = studio.answered(last.records)
+    assert last.records[-1].status == "error" and (done.send, done.stop) == (SHOWN, IDLE_STOP)
     gr.Chatbot().postprocess(last.chat)
 
 
@@ -343,7 +345,7 @@ def _chat_answer(studio: Studio, photo: str, question: str, request=None):
     assert sent.message == "", sent.message
     chatbot = gr.Chatbot()
     history = chatbot.preprocess(chatbot.postprocess(sent.chat))
-    return studio.respond(request, photo, sent.question, history, [], "", *values)
+    return studio.respond(request, photo, sent.question, history, [], "", schema.SPEC)
 
 
 def _backend(proxy) -> Backend:

@@ -15,13 +15,13 @@ import gradio as gr
 import pytest
 import requests
 
-from minigpt4_ui import chat, chat_messages as cm
+from minigpt4_ui import chat, chat_messages as cm, schema
 from minigpt4_ui.backend import Backend
 from minigpt4_ui.compare import MAX_CONTENDERS, Comparer
 from minigpt4_ui.replicate_api import Client
 from minigpt4_ui.settings import DEFAULT_VERSION, Settings
-from minigpt4_ui.handlers import (BUSY, STOPPING, Answer, Record, Sent, Studio, history_table, info, problem,
-                                  status_title, stop_button)
+from minigpt4_ui.handlers import (BUSY, STOPPING, Answer, Answered, Asked, Record, Sent, Studio, history_table, info,
+                                  problem, status_title, stop_button)
 
 from .apprunner import free_port
 from .conftest import SERVER_TOKEN, png_bytes
@@ -53,7 +53,7 @@ def ask(studio: Studio, image: str, question: str, history=(), *, records=(), to
     sent = studio.send(request, image, question, list(history), *values)
     assert sent.message == "", sent.message
     stream = studio.respond(request, image, sent.question, through_the_browser(sent.chat), list(records),
-                            token, *values)
+                            token, schema.SPEC)
     return [copy.deepcopy(answer) for answer in stream]  # as the page saw each one (the handler reuses its lists)
 
 
@@ -107,7 +107,9 @@ def test_send_puts_the_question_with_its_image_in_the_chat_and_clears_the_box(ph
     sent = studio.send(None, photo, "What is it?", [], *controls())
     assert isinstance(sent, Sent)
     assert sent.chat == [cm.question("What is it?", photo)]
-    assert (sent.prompt, sent.question, sent.message) == ("", "What is it?", "")
+    assert (sent.prompt, sent.message) == ("", "")
+    # The answer step answers what Send checked, settings included.
+    assert sent.question == Asked("What is it?", schema.defaults())
     assert (sent.send, sent.stop, sent.new_chat) == ANSWERING
     assert studio.slots.current("anonymous") is not None
 
@@ -140,9 +142,9 @@ def test_send_refuses_bad_input_in_words_and_keeps_everything_typed(photo):
                                    "Temperature must be at most 2.")
     # The chat and the question box are left as they are; the answer step is told to do nothing.
     assert (sent.chat, sent.prompt, sent.send, sent.stop, sent.new_chat) == (SKIP,) * 5
-    assert sent.question == ""
+    assert sent.question is None
     assert studio.slots.current("anonymous") is None
-    assert list(studio.respond(None, photo, sent.question, HISTORY, [], "", *controls())) \
+    assert list(studio.respond(None, photo, sent.question, HISTORY, [], "", schema.SPEC)) \
         == [Answer(*(SKIP,) * len(Answer._fields))]
 
 
@@ -157,10 +159,10 @@ def test_a_second_question_while_answering_is_refused_and_stays_in_the_box(photo
     me, someone_else = visitor("tab-1"), visitor("tab-2")
     first = studio.send(me, photo, "First?", [], *controls())
     second = studio.send(me, photo, "Second?", first.chat, *controls())
-    assert second.message == problem(BUSY) and second.prompt == SKIP and second.chat == SKIP and second.question == ""
+    assert second.message == problem(BUSY) and second.prompt == SKIP and second.chat == SKIP and second.question is None
     held = studio.slots.current("tab-1")
     # The refused question's answer step does nothing, and leaves the running answer's slot alone.
-    assert list(studio.respond(me, photo, second.question, first.chat, [], "", *controls())) \
+    assert list(studio.respond(me, photo, second.question, first.chat, [], "", schema.SPEC)) \
         == [Answer(*(SKIP,) * len(Answer._fields))]
     assert studio.slots.current("tab-1") is held
     # Another tab is not held up.
@@ -178,9 +180,9 @@ def test_gradio_hands_each_handler_the_visitors_session(photo, tmp_path):
     assert studio.send(*args).message == ""
     assert studio.slots.current("tab-9") is not None and studio.slots.current("anonymous") is None
     assert studio.stop(*special_args(studio.stop, [], request=tab)[0]) == PRESSED
-    retry = special_args(studio.retry, [HISTORY], request=gr.Request(session_hash="tab-10"))[0]
-    assert studio.retry(*retry).question == "Is it big?" and studio.slots.current("tab-10") is not None
-    respond = special_args(studio.respond, [photo, "", [], [], "", *values], request=tab)[0]
+    retry = special_args(studio.retry, [HISTORY, *values], request=gr.Request(session_hash="tab-10"))[0]
+    assert studio.retry(*retry).question.text == "Is it big?" and studio.slots.current("tab-10") is not None
+    respond = special_args(studio.respond, [photo, None, [], [], "", schema.SPEC], request=tab)[0]
     assert list(studio.respond(*respond)) == [Answer(*(SKIP,) * len(Answer._fields))]
     assert studio.slots.current("tab-9") is not None  # an empty question never frees the running one's slot
 
@@ -198,15 +200,19 @@ def test_an_answer_streams_into_the_chat_with_its_status_and_request(server, pho
     assert status["title"].startswith("Done in ") and status["status"] == "done" and status["id"] == prediction["id"]
     assert f"Prediction `{prediction['id']}`" in last.chat[-2]["content"]
     assert "predict time" in last.chat[-2]["content"]
-    assert (last.send, last.stop, last.new_chat) == IDLE
-    # Send showed Stop; the stream leaves the buttons alone, so a pressed Stop keeps saying "Stopping…".
-    assert all((a.send, a.stop, a.new_chat) == (SKIP,) * 3 for a in answers[:-1])
+    # The records join at the start and end; every update between carries only the chat, so a
+    # pressed Stop keeps saying "Stopping…".
+    assert [r.prompt for r in answers[0].records] == ["What colours?"]
+    assert all(a.records == SKIP for a in answers[1:-1])
     record = last.records[0]
     assert isinstance(record, Record) and record.status == "succeeded" and record.prompt == "What colours?"
-    assert last.history == [record.row()]
-    assert '"prompt": "What colours?"' in last.request_json
-    assert "https://api.replicate.com/v1/predictions" in last.request_curl and server.url not in last.request_curl
-    assert "replicate.run(" in last.request_python and "photo.png" in last.request_python
+    # Once it has ended: its row, its request, and Send instead of Stop (shown by Send until then).
+    done = studio.answered(last.records)
+    assert isinstance(done, Answered) and (done.send, done.stop, done.new_chat) == IDLE
+    assert done.history == [record.row()]
+    assert '"prompt": "What colours?"' in done.request_json
+    assert "https://api.replicate.com/v1/predictions" in done.request_curl and server.url not in done.request_curl
+    assert "replicate.run(" in done.request_python and "photo.png" in done.request_python
     texts = [a.chat[-1]["content"] for a in answers if a.chat[-1]["role"] == "assistant"
              and not cm.is_titled(a.chat[-1])]
     assert len(set(texts)) > 1 and all(prediction["output"].startswith(t) for t in texts)
@@ -220,7 +226,7 @@ def test_earlier_turns_about_the_same_image_are_folded_into_the_prompt(server, p
     second = ask(studio, photo, "Second question", first.chat, records=first.records)[-1]
     prompt = server_prediction(server, second.records[-1].id)["input"]["prompt"]
     assert prompt.startswith("First question###Assistant: ") and prompt.endswith("###Human: Second question")
-    assert [r.prompt for r in reversed(second.records)] == [row[3] for row in second.history]
+    assert [r.prompt for r in reversed(second.records)] == [row[3] for row in history_table(second.records)]
 
 
 def test_the_first_question_about_a_new_image_carries_no_earlier_turns(server, photo, other_photo):
@@ -261,7 +267,8 @@ def test_a_dead_backend_says_so_in_the_chat_and_keeps_the_question(photo):
     assert status["status"] == "done" and "id" not in status
     assert len(last.chat) == 2  # no empty answer bubble
     assert last.records[0].status == "error"
-    assert (last.send, last.stop) == IDLE[:2]
+    done = studio.answered(last.records)
+    assert (done.send, done.stop) == IDLE[:2]
     gr.Chatbot().postprocess(last.chat)  # what the page receives must be valid messages
     assert studio.slots.current("anonymous") is None
 
@@ -271,11 +278,13 @@ def test_a_visitors_hourly_allowance_is_said_in_the_chat(server, photo):
     me = visitor("tab-1", host="198.51.100.4")
     ask(studio, photo, "One", request=me)
     before = len(created(server))
-    last = ask(studio, photo, "Two", request=visitor("tab-2", host="198.51.100.4"))[-1]
+    other_tab = visitor("tab-2", host="198.51.100.4")
+    last = ask(studio, photo, "Two", request=other_tab)[-1]
     assert last.chat[-1]["metadata"]["title"].startswith(
         "This demo allows 1 questions per hour per visitor on the host's Replicate account.")
     assert cm.text(last.chat[-2]) == "Two"
-    assert (last.send, last.stop) == IDLE[:2]
+    done = studio.answered(last.records, other_tab)
+    assert (done.send, done.stop) == IDLE[:2]
     assert len(created(server)) == before
     assert studio.slots.current("tab-2") is None
     # The visitor's own token is not counted against the host's allowance.
@@ -306,7 +315,7 @@ def test_stop_cancels_the_prediction_and_keeps_the_partial_answer(slow_server, p
     assert studio.stop(me) == SKIP  # nothing to stop yet
     sent = studio.send(me, photo, "Stop me", [], *values)
     answers = []
-    for answer in studio.respond(me, photo, sent.question, through_the_browser(sent.chat), [], "", *values):
+    for answer in studio.respond(me, photo, sent.question, through_the_browser(sent.chat), [], "", schema.SPEC):
         answers.append(answer)
         slot = studio.slots.current("tab-1")  # None on the last update: the slot is free by then
         if len(answers[-1].chat[-1]["content"].split()) >= 2 and slot and not slot.stop.is_set():
@@ -319,24 +328,29 @@ def test_stop_cancels_the_prediction_and_keeps_the_partial_answer(slow_server, p
     stopped = server_prediction(slow_server, status["id"])
     assert stopped["status"] == "canceled" and stopped["output"].startswith(partial)
     assert last.records[0].status == "canceled"
-    assert (last.send, last.stop, last.new_chat) == IDLE  # Stop reads "Stop answering" again, hidden
+    done = studio.answered(last.records, me)
+    assert (done.send, done.stop, done.new_chat) == IDLE  # Stop reads "Stop answering" again, hidden
     assert studio.stop(me) == SKIP and studio.slots.current("tab-1") is None
 
 
-def test_the_update_that_shows_send_again_finds_the_session_free(server, photo):
-    """Under CPU load the page showed Send and took the next question before the answer's
-    generator had resumed past its last update, and the question was "still being written"."""
+def test_send_comes_back_only_to_a_session_the_answer_has_let_go_of(server, photo):
+    """Under CPU load the page once showed Send and took the next question before the answer's
+    generator had freed the session, and the question was "still being written". Send now comes
+    back from the step chained after the stream, and only when no answer holds the session."""
     studio = studio_on(server, visitor_limit_per_hour=3)
     me = visitor()
     values = controls()
     sent = studio.send(me, photo, "First?", [], *values)
-    stream = studio.respond(me, photo, sent.question, through_the_browser(sent.chat), [], "", *values)
-    last = next(answer for answer in stream if answer.send == SHOWN)  # the generator is held here
+    stream = studio.respond(me, photo, sent.question, through_the_browser(sent.chat), [], "", schema.SPEC)
+    first = next(stream)  # the answer is running, held here
+    # The chain of a question refused meanwhile ends now: the running answer's buttons stand.
+    assert studio.answered(first.records, me)[-3:] == (SKIP,) * 3
+    last = list(stream)[-1]
     assert studio.slots.current("tab-1") is None
+    done = studio.answered(last.records, me)
+    assert (done.send, done.stop, done.new_chat) == IDLE
     follow_up = studio.send(me, photo, "And then?", through_the_browser(last.chat), *values)
-    assert follow_up.message == "" and follow_up.question == "And then?"
-    assert list(stream) == []  # the first answer's stream ends without touching the new slot
-    assert studio.slots.current("tab-1") is not None
+    assert follow_up.message == "" and follow_up.question.text == "And then?"
 
 
 def test_compare_lets_go_of_the_session_before_it_shows_compare_again(server, photo):
@@ -358,7 +372,7 @@ def test_stop_before_the_answer_starts_creates_no_prediction(server, photo):
     values = controls()
     sent = studio.send(None, photo, "Never mind", [], *values)
     assert studio.stop(None) == PRESSED
-    stream = studio.respond(None, photo, sent.question, through_the_browser(sent.chat), [], "", *values)
+    stream = studio.respond(None, photo, sent.question, through_the_browser(sent.chat), [], "", schema.SPEC)
     last = list(stream)[-1]
     assert last.chat[-1]["metadata"] == {"title": "Stopped by you before the answer started", "status": "done"}
     assert cm.text(last.chat[0]) == "Never mind"
@@ -368,22 +382,22 @@ def test_stop_before_the_answer_starts_creates_no_prediction(server, photo):
 
 def test_retry_asks_the_last_question_again():
     studio = Studio(backend=None, settings=Settings())
-    sent = studio.retry(HISTORY)
-    assert sent.chat == HISTORY[:4] and sent.question == "Is it big?" and sent.message == ""
+    sent = studio.retry(None, HISTORY, *controls(temperature=0.5))
+    assert sent.chat == HISTORY[:4] and sent.message == ""
+    assert sent.question == Asked("Is it big?", {**schema.defaults(), "temperature": 0.5})  # the settings now
     assert sent.prompt == SKIP  # whatever is being typed in the box stays
     assert (sent.send, sent.stop, sent.new_chat) == ANSWERING
-    again = studio.retry(HISTORY)
-    assert again.message == problem(BUSY) and again.chat == SKIP and again.question == ""
-    assert studio.retry([]).message == problem("There is no question to ask again.")
+    again = studio.retry(None, HISTORY, *controls())
+    assert again.message == problem(BUSY) and again.chat == SKIP and again.question is None
+    assert studio.retry(None, [], *controls()).message == problem("There is no question to ask again.")
 
 
 def test_retry_gets_a_fresh_answer(server, photo):
     studio = studio_on(server)
     first = ask(studio, photo, "Once more?")[-1]
-    sent = studio.retry(first.chat)
+    sent = studio.retry(None, first.chat, *controls())
     assert sent.chat == first.chat[:1]
-    values = controls()
-    last = list(studio.respond(None, photo, sent.question, sent.chat, first.records, "", *values))[-1]
+    last = list(studio.respond(None, photo, sent.question, sent.chat, first.records, "", schema.SPEC))[-1]
     assert len(last.records) == 2 and last.records[0].id != last.records[1].id
     assert last.chat[-1]["content"] == server_prediction(server, last.records[1].id)["output"]
     assert server_prediction(server, last.records[1].id)["input"]["prompt"] == "Once more?" and len(last.chat) == 3
@@ -459,10 +473,10 @@ def test_a_cleared_number_field_is_named_not_a_crash(photo):
     """Clearing *Max length* sends None; it used to reach int(None), also on the Retry path."""
     studio = Studio(backend=None, settings=Settings())
     sent = studio.send(None, photo, "hi", [], *controls(max_length=None))
-    assert sent.message == problem("Max length is empty: enter a number.") and sent.question == ""
-    history = through_the_browser([cm.question("hi", photo)])
-    studio.slots.take("anonymous")  # as Retry does
-    last = list(studio.respond(None, photo, "hi", history, [], "", *controls(max_length=None)))[-1]
+    assert sent.message == problem("Max length is empty: enter a number.") and sent.question is None
+    history = through_the_browser([cm.question("hi", photo), cm.answer("An answer.")])
+    retried = studio.retry(None, history, *controls(max_length=None))  # Retry does not check the settings
+    last = list(studio.respond(None, photo, retried.question, retried.chat, [], "", schema.SPEC))[-1]
     assert last.chat[-1]["metadata"]["title"] == "Max length is empty: enter a number."
 
 

@@ -17,6 +17,7 @@ from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 from PIL import Image, ImageDraw
 
+from minigpt4_ui import schema
 from minigpt4_ui.backend import Backend
 from minigpt4_ui.replicate_api import Client as ApiClient
 from minigpt4_ui.server import start_background
@@ -104,7 +105,7 @@ def test_chat_sessions_each_get_their_own_answer_and_their_own_stop(img_dir):
             assert studio.send(request, path, "again?", sent.chat, *values).message["value"].startswith(
                 "An answer is still being written")
             texts = []
-            for update in studio.respond(request, path, sent.question, sent.chat, [], "", *values):
+            for update in studio.respond(request, path, sent.question, sent.chat, [], "", schema.SPEC):
                 texts.append(update.chat[-1]["content"])
                 if i == stopper and len(texts[-1].split()) >= 3:
                     studio.stop(request)

@@ -210,7 +210,7 @@ def chat_answer(studio: Studio, photo: Path, question: str, visitor_token: str =
     values = controls()
     sent = studio.send(None, str(photo), question, [], *values)
     assert sent.message == "", sent.message
-    stream = studio.respond(None, str(photo), sent.question, sent.chat, [], visitor_token, *values)
+    stream = studio.respond(None, str(photo), sent.question, sent.chat, [], visitor_token, schema.SPEC)
     return [repr(sent)] + [repr(update) for update in stream]  # the handler reuses its lists
 
 
@@ -220,16 +220,17 @@ def test_the_chat_handlers_never_output_the_token(server, photo):
     studio = Studio(Backend(client=client, embedded=False, notice=""), Settings())
     values = controls()
     sent = studio.send(None, str(photo), "Any secrets?", [], *values)
-    outputs = list(studio.respond(None, str(photo), sent.question, sent.chat, [], "", *values))
+    outputs = list(studio.respond(None, str(photo), sent.question, sent.chat, [], "", schema.SPEC))
     shown_updates = [repr(update) for update in outputs]
     last = outputs[-1]
     assert last.chat[-1]["content"].startswith("This 220×140 landscape image")
     assert last.records[0].status == "succeeded"
     shown = studio.show_record(last.records, "", type("Select", (), {"index": [0]})())
     assert shown[0]["id"] == last.records[0].id
-    text = repr(sent) + "".join(shown_updates) + repr(shown)
-    assert "curl" in text and "REPLICATE_API_TOKEN" in text  # the snippets name the variable instead
-    assert server.url not in last.request_curl + last.request_python  # nor the host's API address
+    done = studio.answered(last.records)  # History and View request, once the answer has ended
+    text = repr(sent) + "".join(shown_updates) + repr(shown) + repr(done)
+    assert "curl" in done.request_curl and "REPLICATE_API_TOKEN" in text  # the snippets name the variable instead
+    assert server.url not in done.request_curl + done.request_python  # nor the host's API address
     for needle in forms(TOKEN):
         assert needle not in text
 
