@@ -13,14 +13,13 @@ from typing import NamedTuple
 
 from starlette.middleware import Middleware
 
-from minigpt4_ui import backend, mcp_calls, ui
-from minigpt4_ui.guard import request_visitor
-from minigpt4_ui.mcp_calls import McpCalls
-from minigpt4_ui.page_cache import PageCache
-from minigpt4_ui.request_limits import BoundedLog, RequestLimits
-from minigpt4_ui.server.predictors import PredictionError
-from minigpt4_ui.server.predictors.onnx_engine import PRECISIONS
-from minigpt4_ui.settings import Settings, parse_deployment
+from minigpt4_ui.app import backend, mcp_calls, ui
+from minigpt4_ui.app.guard import request_visitor
+from minigpt4_ui.app.mcp_calls import McpCalls
+from minigpt4_ui.app.page_cache import PageCache
+from minigpt4_ui.app.request_limits import BoundedLog, RequestLimits
+from minigpt4_ui.app.settings import Settings, parse_deployment
+from minigpt4_ui.shared.facts import PRECISIONS
 
 SESSION_CAPACITY = 2000
 
@@ -118,7 +117,7 @@ def main() -> None:
     listen = _listen_address(args)
     try:
         connected = backend.connect(settings)
-    except PredictionError as exc:  # the local model is missing or cannot load
+    except backend.CannotStart as exc:
         sys.exit(f"error: {exc}")
     if settings.warm_up:
         connected.warm_up()

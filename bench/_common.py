@@ -26,8 +26,8 @@ if str(ROOT) not in sys.path:
 
 import requests  # noqa: E402
 
-from minigpt4_ui.settings import DEFAULT_VERSION  # noqa: E402
-from minigpt4_ui.sse import iter_events  # noqa: E402
+from minigpt4_ui.app.settings import DEFAULT_VERSION  # noqa: E402
+from minigpt4_ui.replicate_api.sse import iter_events  # noqa: E402
 
 TOKEN = "bench-token-not-secret"
 CLEAN_ENV_PREFIXES = ("REPLICATE_", "MINIGPT4_", "GRADIO_")

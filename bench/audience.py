@@ -40,7 +40,7 @@ from _visitor import Page, Visitor, connections  # noqa: E402
 
 import httpx  # noqa: E402
 
-from minigpt4_ui.ui import CONCURRENCY_LIMIT  # noqa: E402
+from minigpt4_ui.app.ui import CONCURRENCY_LIMIT  # noqa: E402
 
 PACE = 20.0
 LEVELS = [128, 256]

@@ -31,7 +31,7 @@ from _common import App, Proc, RawAsk, free_port, header, median, table, targets
 import requests  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
-from minigpt4_ui.settings import DEFAULT_VERSION  # noqa: E402
+from minigpt4_ui.app.settings import DEFAULT_VERSION  # noqa: E402
 from tests.cogrunner import CogServer  # noqa: E402
 
 TARGET_RATIO = 1.05

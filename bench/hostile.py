@@ -50,8 +50,8 @@ import requests  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from minigpt4_ui.chat_messages import TOO_LONG  # noqa: E402
-from minigpt4_ui.schema import PARAMETERS  # noqa: E402
+from minigpt4_ui.app.chat_messages import TOO_LONG  # noqa: E402
+from minigpt4_ui.shared.schema import PARAMETERS  # noqa: E402
 from tests.attacks import TrickleServer, pixel_bomb_png  # noqa: E402
 
 LIMIT = 3

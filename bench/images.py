@@ -1,7 +1,7 @@
 """Image preparation: a big photo becomes the small JPEG data URI the app sends.
 
 Generates a photo-like 4000×3000 JPEG (quality 90) and a 6000×4000 PNG, then times the
-preparation `minigpt4_ui.images.to_input(path)` does the first time it sees a file
+preparation `minigpt4_ui.app.images.to_input(path)` does the first time it sees a file
 (`encode(load(path))`; it remembers the result for follow-up questions), pinned to one CPU core (median of several runs). The baseline
 is what the app would send without preparing the image (the file as base64) and a naive
 preparation (full decode, no JPEG drafting, then the same resize and encode).
@@ -25,7 +25,7 @@ from _common import header, table, targets  # noqa: E402
 
 from PIL import Image  # noqa: E402
 
-from minigpt4_ui import images  # noqa: E402
+from minigpt4_ui.app import images  # noqa: E402
 
 TARGET_RATIO = 30
 TARGET_JPEG_MS = 150

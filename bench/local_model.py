@@ -46,7 +46,7 @@ from _common import header, median, table, targets  # noqa: E402
 sys.path.insert(0, str(_common.ROOT))
 from PIL import Image  # noqa: E402
 
-from minigpt4_ui import schema  # noqa: E402
+from minigpt4_ui.shared import schema  # noqa: E402
 
 PROMPT = "Describe this image in detail."
 FIXTURE = _common.ROOT / "tests" / "fixtures" / "tiny-smolvlm"

@@ -22,7 +22,7 @@ from _common import Server, header, percentile, table, targets  # noqa: E402
 
 import requests  # noqa: E402
 
-from minigpt4_ui.settings import DEFAULT_VERSION  # noqa: E402
+from minigpt4_ui.app.settings import DEFAULT_VERSION  # noqa: E402
 
 
 def hammer(threads: int, seconds: float, work) -> tuple[int, list[float]]:

@@ -49,7 +49,7 @@ def main() -> None:
     words = 10 if quick else 60
     image_path = _common.small_jpeg_file(tempfile.mkdtemp(prefix="bench-startup-"))
     nan = float("nan")
-    imports = {m: nan if quick else import_seconds(m) for m in ("gradio", "minigpt4_ui.ui")}
+    imports = {m: nan if quick else import_seconds(m) for m in ("gradio", "minigpt4_ui.app.ui")}
     base_ready = base_first = base_rss = nan
     if not quick:  # the baseline costs another Gradio start-up; quick mode checks the app only
         base = App(script=str(Path(__file__).resolve().parent / "_minimal_app.py"))
@@ -93,7 +93,7 @@ def main() -> None:
     table([("minimal Gradio app (baseline)", f"{base_ready:.2f}", f"{base_first:.2f}", "1.00",
             f"{imports['gradio']:.2f} (import gradio)"),
            ("python app.py (embedded)", f"{ready:.2f}", f"{first:.2f}", f"{first / base_first:.2f}",
-            f"{imports['minigpt4_ui.ui']:.2f} (import minigpt4_ui.ui)")],
+            f"{imports['minigpt4_ui.app.ui']:.2f} (import minigpt4_ui.app.ui)")],
           ["Process", "HTTP ready s", "First answer s", "Ratio", "Import alone s"])
     mib = 1024
     print(f"\nmemory (RSS, MiB); {sessions} sessions")

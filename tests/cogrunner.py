@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from minigpt4_ui import schema
+from minigpt4_ui.shared import schema
 
 from .apprunner import free_port
 

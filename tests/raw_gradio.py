@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from minigpt4_ui.sse import iter_events
+from minigpt4_ui.replicate_api.sse import iter_events
 
 Headers = list[tuple[str, str]]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from minigpt4_ui.answer_slots import AnswerSlot, AnswerSlots
+from minigpt4_ui.app.answer_slots import AnswerSlot, AnswerSlots
 
 
 def test_a_session_holds_one_slot_until_it_is_freed():

@@ -11,7 +11,7 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from minigpt4_ui.answer_text import code_block, markdown
+from minigpt4_ui.app.answer_text import code_block, markdown
 
 RENDER = MarkdownIt("commonmark", {"html": True}).enable("table")
 # Tags the renderer itself produces from markdown; anything else came from the answer.

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from minigpt4_ui import ui
-from minigpt4_ui.backend import VISITOR_TOKEN_NOTICE, Backend, smolvlm_notice
-from minigpt4_ui.facts import MODEL, VERSION
+from minigpt4_ui.app import ui
+from minigpt4_ui.app.backend import VISITOR_TOKEN_NOTICE, Backend, smolvlm_notice
+from minigpt4_ui.shared.facts import MODEL, VERSION
 from minigpt4_ui.replicate_api import Client
 from minigpt4_ui.server.predictors.model_weights import WeightsStatus
 

@@ -11,7 +11,8 @@ import pytest
 import requests
 from gradio_client import Client, handle_file
 
-from minigpt4_ui import images, schema
+from minigpt4_ui.app import images
+from minigpt4_ui.shared import schema
 from minigpt4_ui.server.image_input import decode, read_image
 from minigpt4_ui.server.predictors.builtin import BuiltinPredictor
 from minigpt4_ui.server.predictors.onnx_engine import Decoding, OnnxVLM

@@ -28,10 +28,13 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageDraw
 
-from minigpt4_ui import images, schema
+from minigpt4_ui.app import images
+from minigpt4_ui.shared import schema
 from minigpt4_ui.server import start_background
-from minigpt4_ui.settings import Settings
-from minigpt4_ui.handlers import Studio, problem
+from minigpt4_ui.app.settings import Settings
+from minigpt4_ui.app.chat_handlers import ChatHandlers
+from minigpt4_ui.app.chat_updates import problem
+from minigpt4_ui.app.handlers import Studio
 
 from .apprunner import RunningApp
 from .handler_inputs import controls
@@ -244,7 +247,7 @@ def test_image_file_through_the_api(client, corpus_dir, name, filename, data, ex
                          ids=[c[0] for c in IMAGE_CASES if not isinstance(c[3], tuple)])
 def test_bad_image_is_said_as_soon_as_it_is_uploaded(corpus_dir, name, filename, data, expected):
     """Not only at Send: the page showed a broken-image icon and nothing else until then."""
-    said = Studio.new_image(str(corpus_dir / filename), [])
+    said = ChatHandlers.new_image(str(corpus_dir / filename), [])
     assert expected in said["value"] and said["elem_classes"] == ["problem"]
 
 
@@ -256,7 +259,7 @@ def test_bad_image_leaves_the_chat_and_prompt_in_place(corpus_dir, name, filenam
     studio = Studio(backend=None, settings=Settings())
     history = [{"role": "user", "content": "earlier question"}, {"role": "assistant", "content": "an answer"}]
     kept = copy.deepcopy(history)
-    sent = studio.send(None, str(corpus_dir / filename), "Describe it", history, *controls())
+    sent = studio.chat.send(None, str(corpus_dir / filename), "Describe it", history, *controls())
     assert expected in sent.message["value"] and sent.message["elem_classes"] == ["problem"]
     assert (sent.chat, sent.prompt, sent.send, sent.stop, sent.new_chat) == (gr.skip(),) * 5
     assert sent.question is None  # the answer step is told there is nothing to answer
@@ -372,7 +375,7 @@ def test_every_bad_parameter_is_reported_at_once(client, photo):
 def test_send_names_every_bad_control_in_the_chat_flow(photo):
     """The same sentences reach the message line under the chat, with a blank control named too."""
     studio = Studio(backend=None, settings=Settings())
-    sent = studio.send(None, photo, " ", [], *controls(max_length=0, max_new_tokens=None, num_beams=11, top_p=2))
+    sent = studio.chat.send(None, photo, " ", [], *controls(max_length=0, max_new_tokens=None, num_beams=11, top_p=2))
     assert sent.message == problem("Max new tokens is empty: enter a number. Type a question first. "
                                    "Max length must be at least 1. Beams must be at most 10. Top p must be at most 1.")
 
@@ -520,7 +523,7 @@ LOCAL_URL_CASES = [
 
 def _refused_url(studio: Studio, url: str) -> str:
     """load_url never raises: the image keeps its current value and the message says why."""
-    image, message = studio.load_url(url)
+    image, message = studio.chat.load_url(url)
     assert image == gr.skip() and message["elem_classes"] == ["problem"]
     return message["value"]
 
@@ -537,7 +540,7 @@ def test_bad_image_url_is_explained(site, fast_fetch, name, path, expected):
                                         ("/untyped", (300, 180)), ("/moved", (300, 180))])
 def test_good_image_url_is_loaded(site, fast_fetch, path, size):
     studio = Studio(backend=None, settings=Settings(allow_private_urls=True))
-    loaded, message = studio.load_url(f"  {site}{path}  ")
+    loaded, message = studio.chat.load_url(f"  {site}{path}  ")
     assert message == ""
     local = Path(loaded)
     try:

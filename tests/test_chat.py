@@ -5,9 +5,10 @@ import time
 
 import pytest
 
-from minigpt4_ui import chat, images, schema
+from minigpt4_ui.app import chat, images
+from minigpt4_ui.shared import schema
 from minigpt4_ui.replicate_api import Client
-from minigpt4_ui.settings import DEFAULT_VERSION
+from minigpt4_ui.app.settings import DEFAULT_VERSION
 
 from .conftest import SERVER_TOKEN, png_bytes
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from minigpt4_ui import chat_messages as cm
-from minigpt4_ui.conversation import Turn
+from minigpt4_ui.app import chat_messages as cm
+from minigpt4_ui.app.conversation import Turn
 
 from .conftest import png_bytes
 

@@ -16,12 +16,12 @@ import replicate
 import requests
 from replicate.stream import ServerSentEvent
 
-from minigpt4_ui import schema
+from minigpt4_ui.shared import schema
 from minigpt4_ui.server import start_background
 from minigpt4_ui.server import callbacks
 from minigpt4_ui.server.callbacks import CallbackReceiver
 from minigpt4_ui.server.predictors.cog import CogPredictor
-from minigpt4_ui.settings import DEFAULT_VERSION
+from minigpt4_ui.app.settings import DEFAULT_VERSION
 
 from .apprunner import free_port
 from .cogrunner import CogServer

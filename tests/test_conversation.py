@@ -1,5 +1,5 @@
-from minigpt4_ui import schema
-from minigpt4_ui.conversation import Turn, fold, model_inputs
+from minigpt4_ui.shared import schema
+from minigpt4_ui.app.conversation import Turn, fold, model_inputs
 from minigpt4_ui.server.catalog import HOSTED
 
 TURNS = [Turn("What is it?", "A red square."), Turn("Is it big?", "It is 320 pixels wide.")]

@@ -6,8 +6,8 @@ import json
 
 from PIL import Image
 
-from minigpt4_ui import export
-from minigpt4_ui.export import Entry, Report
+from minigpt4_ui.app import export
+from minigpt4_ui.app.export import Entry, Report
 
 HOSTILE = ('<img src="http://127.0.0.1:9/x.png"> <script>fetch("http://127.0.0.1:9/s")</script> '
            '![x](http://127.0.0.1:9/md.png) **bold** and `code`')

@@ -23,13 +23,15 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from minigpt4_ui import chat, chat_messages, schema
-from minigpt4_ui.backend import Backend
+from minigpt4_ui.app import chat, chat_messages
+from minigpt4_ui.shared import schema
+from minigpt4_ui.app.backend import Backend
 from minigpt4_ui.replicate_api import Client as ApiClient, Timeout
 from minigpt4_ui.server import start_background
 from minigpt4_ui.server.predictors.builtin import BuiltinPredictor
-from minigpt4_ui.settings import DEFAULT_VERSION, Settings
-from minigpt4_ui.handlers import STOPPING, Studio, stop_button
+from minigpt4_ui.app.settings import DEFAULT_VERSION, Settings
+from minigpt4_ui.app.chat_updates import STOPPING, stop_button
+from minigpt4_ui.app.handlers import Studio
 
 from .apprunner import RunningApp
 from .fault_proxy import FaultProxy, wait_for
@@ -308,7 +310,7 @@ def test_model_error_in_the_chat_keeps_the_partial_answer_visible(proxy, server,
     assert status["status"] == "done"
     answer = last.chat[-1]["content"]
     assert answer.startswith("This 300×180 landscape image") and len(answer.split()) == PARTIAL_WORDS
-    done = studio.answered(last.records)
+    done = studio.chat.answered(last.records)
     assert last.records[-1].status == "failed" and (done.send, done.stop) == (SHOWN, IDLE_STOP)
 
 
@@ -320,7 +322,7 @@ def test_api_error_midway_in_the_chat_keeps_the_partial_answer(proxy, server, ph
     assert last.chat[-1]["role"] == "assistant" and last.chat[-1]["content"].startswith("This 300×180")
     assert last.chat[-2]["metadata"]["title"].startswith("The API answered 500")
     assert last.chat[0]["role"] == "user" and chat_messages.text(last.chat[0]) == "Partial in chat"  # nothing lost
-    done = studio.answered(last.records)
+    done = studio.chat.answered(last.records)
     assert last.records[-1].status == "error" and (done.send, done.stop) == (SHOWN, IDLE_STOP)
     gr.Chatbot().postprocess(last.chat)
 
@@ -341,11 +343,11 @@ def test_create_error_in_the_chat_is_said_in_the_chat(proxy, server, photo):
 def _chat_answer(studio: Studio, photo: str, question: str, request=None):
     """Send, then the answer stream, as the page chains them."""
     values = controls()
-    sent = studio.send(request, photo, question, [], *values)
+    sent = studio.chat.send(request, photo, question, [], *values)
     assert sent.message == "", sent.message
     chatbot = gr.Chatbot()
     history = chatbot.preprocess(chatbot.postprocess(sent.chat))
-    return studio.respond(request, photo, sent.question, history, [], "", schema.SPEC)
+    return studio.chat.respond(request, photo, sent.question, history, [], "", schema.SPEC)
 
 
 def _backend(proxy) -> Backend:
@@ -390,7 +392,7 @@ def test_stop_in_the_chat_cancels_the_prediction(proxy, server, photo):
         if len((value.chat[-1].get("content") or "").split()) >= 2:
             break
     created = newest_after(server, before)
-    assert studio.stop(tab) == gr.update(value=STOPPING, interactive=False)
+    assert studio.chat.stop(tab) == gr.update(value=STOPPING, interactive=False)
     rest = list(events)  # the answer runs to its end by itself
     assert rest[-1].chat[-2]["metadata"]["title"].startswith("Stopped by you after ")
     assert rest[-1].chat[-1]["content"].startswith("This 300×180")  # the partial answer stays
@@ -405,7 +407,7 @@ def test_stop_cancels_once(proxy, server, photo):
     for value in events:
         if len((value.chat[-1].get("content") or "").split()) >= 2:
             break
-    studio.stop(None)
+    studio.chat.stop(None)
     list(events)
     assert len(proxy.requests(*CANCEL)) == 1
 

@@ -1,7 +1,7 @@
 import pytest
 from starlette.requests import Request
 
-from minigpt4_ui.guard import Guard, LimitError, request_visitor, visitor_address
+from minigpt4_ui.app.guard import Guard, LimitError, request_visitor, visitor_address
 
 
 class Clock:
@@ -57,11 +57,11 @@ def test_visitors_are_forgotten_after_the_hour():
     for n in range(1000):
         with guard.slot("s", f"10.0.{n // 256}.{n % 256}"):
             pass
-    assert len(guard._recent) == 1000
+    assert len(guard.visitors()) == 1000
     clock.now += 3600
     with guard.slot("s", "1.2.3.4"):
         pass
-    assert list(guard._recent) == ["1.2.3.4"]
+    assert guard.visitors() == ["1.2.3.4"]
 
 
 @pytest.mark.parametrize("forwarded, hops, expected", [

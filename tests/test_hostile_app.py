@@ -17,10 +17,10 @@ import requests
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from minigpt4_ui import images
+from minigpt4_ui.app import images
 from minigpt4_ui.server import start_background
-from minigpt4_ui.sse import iter_events
-from minigpt4_ui.ui import EXAMPLES
+from minigpt4_ui.replicate_api.sse import iter_events
+from minigpt4_ui.app.ui import EXAMPLES
 
 from .apprunner import RunningApp
 from .attacks import TrickleServer, pixel_bomb_png

@@ -17,9 +17,9 @@ import requests
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from minigpt4_ui import chat_messages, fair_queue, request_limits
-from minigpt4_ui.schema import PARAMETERS
-from minigpt4_ui.sse import iter_events
+from minigpt4_ui.app import chat_messages, fair_queue, request_limits
+from minigpt4_ui.shared.schema import PARAMETERS
+from minigpt4_ui.replicate_api.sse import iter_events
 
 from .apprunner import RunningApp
 from .attacks import TrickleServer, pixel_bomb_png

@@ -5,7 +5,7 @@ import os
 import pytest
 from PIL import Image
 
-from minigpt4_ui import images
+from minigpt4_ui.app import images
 
 
 def _decode(uri: str) -> Image.Image:
@@ -183,7 +183,6 @@ def test_a_file_is_encoded_once_and_again_when_it_changes(tmp_path, monkeypatch)
     Image.new("RGB", (80, 60), "red").save(path)
     calls = []
     monkeypatch.setattr(images, "encode", lambda img: calls.append(img.size) or f"data:{len(calls)}")
-    images._encoded.cache_clear()
     assert images.to_input(str(path)) == images.to_input(str(path)) == "data:1"
     Image.new("RGB", (40, 30), "blue").save(path)
     os.utime(path, ns=(1, 1))  # a new mtime, whatever the clock's resolution

@@ -17,12 +17,12 @@ from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 from PIL import Image, ImageDraw
 
-from minigpt4_ui import schema
-from minigpt4_ui.backend import Backend
+from minigpt4_ui.shared import schema
+from minigpt4_ui.app.backend import Backend
 from minigpt4_ui.replicate_api import Client as ApiClient
 from minigpt4_ui.server import start_background
-from minigpt4_ui.settings import DEFAULT_VERSION, Settings
-from minigpt4_ui.handlers import Studio
+from minigpt4_ui.app.settings import DEFAULT_VERSION, Settings
+from minigpt4_ui.app.handlers import Studio
 
 from .apprunner import RunningApp
 from .fault_proxy import wait_for
@@ -99,16 +99,16 @@ def test_chat_sessions_each_get_their_own_answer_and_their_own_stop(img_dir):
             path = _image(img_dir, 130 + 7 * i, 90 + 3 * i, f"tab-{i}.png")
             prompt = f"Tab {i:02d} ({secrets.token_hex(3)}): what is in my picture?"
             start.wait(timeout=60)
-            sent = studio.send(request, path, prompt, [], *values)
+            sent = studio.chat.send(request, path, prompt, [], *values)
             assert sent.message == ""
             # A second question from the same tab is refused; other tabs are not affected.
-            assert studio.send(request, path, "again?", sent.chat, *values).message["value"].startswith(
+            assert studio.chat.send(request, path, "again?", sent.chat, *values).message["value"].startswith(
                 "An answer is still being written")
             texts = []
-            for update in studio.respond(request, path, sent.question, sent.chat, [], "", schema.SPEC):
+            for update in studio.chat.respond(request, path, sent.question, sent.chat, [], "", schema.SPEC):
                 texts.append(update.chat[-1]["content"])
                 if i == stopper and len(texts[-1].split()) >= 3:
-                    studio.stop(request)
+                    studio.chat.stop(request)
             stored = requests.get(f"{server.url}/v1/predictions/{update.records[0].id}", timeout=10,
                                   headers={"Authorization": f"Bearer {TOKEN}"}).json()
             return prompt, update.chat, texts, stored

@@ -6,8 +6,8 @@ import functools
 
 from starlette.requests import Request
 
-from minigpt4_ui import mcp_calls
-from minigpt4_ui.guard import request_visitor
+from minigpt4_ui.app import mcp_calls
+from minigpt4_ui.app.guard import request_visitor
 from .own_loop import run
 
 
@@ -50,15 +50,17 @@ def test_a_forged_stamp_is_replaced_on_the_mcp_endpoint_and_ignored_elsewhere():
 
 
 def test_a_refusal_is_kept_for_its_call_only_and_bounded():
-    call = mcp_calls.of(_through(_scope("/gradio_api/mcp/", [])))
+    stamped = _through(_scope("/gradio_api/mcp/", []))
+    call = mcp_calls.of(stamped)
     request = Request(_scope("/gradio_api/queue/join", [(mcp_calls.HEADER.encode(),
-                                                         f"{mcp_calls._SECRET} {call.call_id} x".encode())]))
+                                                         stamped.headers[mcp_calls.HEADER].encode())]))
     mcp_calls.refused(request, "You already have 1 requests waiting or running")
-    assert mcp_calls._refusals[call.call_id].startswith("You already have")
     mcp_calls.refused(Request(_scope("/gradio_api/queue/join", [])), "not an MCP call")
-    assert "not an MCP call" not in mcp_calls._refusals.values()
-    for index in range(mcp_calls.MAX_REFUSALS_KEPT + 5):
-        mcp_calls._refusals[f"old-{index}"] = "left behind"
-    mcp_calls.refused(request, "again")
-    assert len(mcp_calls._refusals) == mcp_calls.MAX_REFUSALS_KEPT
-    mcp_calls._refusals.clear()
+    assert len(mcp_calls.REFUSALS) == 1
+    assert mcp_calls.REFUSALS.take(call.call_id).startswith("You already have")
+    assert mcp_calls.REFUSALS.take(call.call_id) is None  # read once
+    kept = mcp_calls.Refusals(limit=3)
+    for index in range(5):
+        kept.keep(f"call-{index}", "left behind")
+    assert len(kept) == 3 and kept.take("call-1") is None and kept.take("call-4") == "left behind"
+

@@ -3,8 +3,9 @@
 import gradio as gr
 import pytest
 
-from minigpt4_ui import model_controls, model_schema, schema
-from minigpt4_ui.model_schema import Field, UnmappableSchema, control_kind, read_schema
+from minigpt4_ui.app import model_controls
+from minigpt4_ui.shared import model_schema, schema
+from minigpt4_ui.shared.model_schema import Field, UnmappableSchema, control_kind, read_schema
 
 STREAM = {"type": "array", "items": {"type": "string"}, "title": "Output",
           "x-cog-array-type": "iterator", "x-cog-array-display": "concatenate"}
@@ -160,7 +161,7 @@ def test_every_models_lengths_are_capped_and_the_controls_say_so(field, cap):
         assert model_schema.app_rules(field, cap) is None
         assert model_schema.app_rules(field, cap + 1).description == f"must be at most {cap:,}"
     spec = read_schema(openapi(_input_with(field)), model="o/n", version=None)
-    props = model_controls._props(spec.field(field.name), field.default)
+    props = model_controls.field_props(spec.field(field.name), field.default)
     if control_kind(field) == "slider":
         assert props["maximum"] == cap
     elif cap is not None:

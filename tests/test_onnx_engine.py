@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minigpt4_ui import schema
+from minigpt4_ui.shared import schema
 from minigpt4_ui.server.predictors import PredictionError
 from minigpt4_ui.server.predictors.builtin import BuiltinPredictor
 from minigpt4_ui.server.predictors.model_weights import ModelWeights
-from minigpt4_ui.server.predictors.onnx_engine import (Decoding, OnnxVLM, TextStream, Timing,
-                                                        _top_p_mask)
+from minigpt4_ui.server.predictors.onnx_engine import Decoding, OnnxVLM, TextStream, Timing, top_p_mask
 from minigpt4_ui.server.predictors.smolvlm_onnx import Line, OnnxSmolVLMPredictor
 
 from .hf_cache import FIXTURE
@@ -84,9 +83,9 @@ def test_sampling_is_seeded_and_stays_within_top_p(fp32):
     hot = Decoding(max_new_tokens=20, temperature=2.0, top_p=0.9, seed=1)
     assert list(fp32.generate(prompt, hot)) == list(fp32.generate(prompt, hot))
     scores = np.log(np.array([[0.5, 0.3, 0.15, 0.05]]))
-    kept = np.isfinite(_top_p_mask(scores, 0.7))[0].tolist()
+    kept = np.isfinite(top_p_mask(scores, 0.7))[0].tolist()
     assert kept == [True, True, False, False]  # 0.5 + 0.3 reaches 0.7
-    assert np.isfinite(_top_p_mask(scores, 0.0))[0].tolist() == [True, False, False, False]
+    assert np.isfinite(top_p_mask(scores, 0.0))[0].tolist() == [True, False, False, False]
 
 
 def test_max_length_bounds_prompt_and_answer(fp32):

@@ -9,7 +9,7 @@ import re
 import pytest
 import requests
 
-from minigpt4_ui.page_cache import MAX_PAGES, PageCache
+from minigpt4_ui.app.page_cache import MAX_PAGES, PageCache
 
 from .apprunner import RunningApp
 

@@ -8,9 +8,9 @@ import io
 import pytest
 from PIL import Image
 
-from minigpt4_ui.replicate_api import AuthenticationError, Client, InvalidInputError, replicate_page, shown_prediction
+from minigpt4_ui.replicate_api import (AuthenticationError, Client, InvalidInputError, replicate_page, shown_prediction)
 from minigpt4_ui.server import start_background
-from minigpt4_ui.settings import DEFAULT_VERSION
+from minigpt4_ui.app.settings import DEFAULT_VERSION
 
 from .client_helpers import create_finished
 

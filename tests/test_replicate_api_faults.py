@@ -8,10 +8,7 @@ import socket
 import pytest
 
 from minigpt4_ui import replicate_api
-from minigpt4_ui.replicate_api import (
-    APIError, AuthenticationError, Client, ConnectionFailed, InvalidInputError, NotFoundError,
-    PaymentRequiredError, RateLimitError, ServerError, Timeout, Update,
-)
+from minigpt4_ui.replicate_api import (APIError, AuthenticationError, Client, ConnectionFailed, InvalidInputError, NotFoundError, PaymentRequiredError, RateLimitError, ServerError, Timeout, Update)
 
 from .fault_server import FaultServer, json_reply, problem, reply, sse
 
@@ -33,7 +30,7 @@ def client(server):
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(replicate_api, "BACKOFF_FIRST", 0.01)
+    monkeypatch.setattr(replicate_api.retry, "BACKOFF_FIRST", 0.01)
 
 
 def prediction(server, status="starting", output=None, *, stream=True, logs="", error=None, **extra):

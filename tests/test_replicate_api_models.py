@@ -4,7 +4,7 @@ against the embedded server over loopback."""
 import pytest
 import requests
 
-from minigpt4_ui.model_refs import ModelRefError, Resolver, UnknownModel, parse_ref
+from minigpt4_ui.app.model_refs import ModelRefError, Resolver, UnknownModel, parse_ref
 from minigpt4_ui.replicate_api import Client
 from minigpt4_ui.server.catalog import stand_in_version
 
@@ -43,11 +43,10 @@ def test_get_model_and_get_version(client):
     assert version["openapi_schema"] == model["latest_version"]["openapi_schema"]
 
 
-def test_create_by_model_name_and_by_version(client, png_uri):
+def test_create_by_model_name_and_by_version(client, session, png_uri):
     by_name = client.create({"image": png_uri(), "caption": True}, model="andreasjansson/blip-2")
     by_version = client.create({"image": png_uri(), "prompt": "Hi"}, version=LLAVA_VERSION)
-    assert client._session.paths[:2] == ["POST /models/andreasjansson/blip-2/predictions",
-                                         "POST /predictions"]
+    assert session.paths[:2] == ["POST /models/andreasjansson/blip-2/predictions", "POST /predictions"]
     by_name, by_version = finished(client, by_name), finished(client, by_version)
     assert by_name["model"] == "andreasjansson/blip-2" and by_name["status"] == "succeeded"
     assert by_version["model"] == "yorickvp/llava-13b" and isinstance(by_version["output"], list)

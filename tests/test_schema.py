@@ -1,6 +1,6 @@
 import pytest
 
-from minigpt4_ui import schema
+from minigpt4_ui.shared import schema
 
 
 def _input(**overrides):

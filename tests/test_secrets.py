@@ -24,12 +24,12 @@ import pytest
 import requests
 from PIL import Image
 
-from minigpt4_ui import schema
-from minigpt4_ui.backend import Backend
+from minigpt4_ui.shared import schema
+from minigpt4_ui.app.backend import Backend
 from minigpt4_ui.replicate_api import Client as ApiClient
-from minigpt4_ui.settings import DEFAULT_VERSION, Settings
-from minigpt4_ui.sse import iter_events
-from minigpt4_ui.handlers import Studio
+from minigpt4_ui.app.settings import DEFAULT_VERSION, Settings
+from minigpt4_ui.replicate_api.sse import iter_events
+from minigpt4_ui.app.handlers import Studio
 
 from .apprunner import ROOT, RunningApp, free_port
 from .handler_inputs import controls
@@ -208,9 +208,9 @@ def test_the_token_appears_in_no_response_and_no_log(app, rejected_app, server, 
 def chat_answer(studio: Studio, photo: Path, question: str, visitor_token: str = "") -> list:
     """Send, then the answer stream, as the page chains them; every update as the page saw it."""
     values = controls()
-    sent = studio.send(None, str(photo), question, [], *values)
+    sent = studio.chat.send(None, str(photo), question, [], *values)
     assert sent.message == "", sent.message
-    stream = studio.respond(None, str(photo), sent.question, sent.chat, [], visitor_token, schema.SPEC)
+    stream = studio.chat.respond(None, str(photo), sent.question, sent.chat, [], visitor_token, schema.SPEC)
     return [repr(sent)] + [repr(update) for update in stream]  # the handler reuses its lists
 
 
@@ -219,15 +219,15 @@ def test_the_chat_handlers_never_output_the_token(server, photo):
     client = ApiClient(token=TOKEN, base_url=server.url, version=DEFAULT_VERSION, poll_interval=0.05)
     studio = Studio(Backend(client=client, embedded=False, notice=""), Settings())
     values = controls()
-    sent = studio.send(None, str(photo), "Any secrets?", [], *values)
-    outputs = list(studio.respond(None, str(photo), sent.question, sent.chat, [], "", schema.SPEC))
+    sent = studio.chat.send(None, str(photo), "Any secrets?", [], *values)
+    outputs = list(studio.chat.respond(None, str(photo), sent.question, sent.chat, [], "", schema.SPEC))
     shown_updates = [repr(update) for update in outputs]
     last = outputs[-1]
     assert last.chat[-1]["content"].startswith("This 220×140 landscape image")
     assert last.records[0].status == "succeeded"
     shown = studio.show_record(last.records, "", type("Select", (), {"index": [0]})())
     assert shown[0]["id"] == last.records[0].id
-    done = studio.answered(last.records)  # History and View request, once the answer has ended
+    done = studio.chat.answered(last.records)  # History and View request, once the answer has ended
     text = repr(sent) + "".join(shown_updates) + repr(shown) + repr(done)
     assert "curl" in done.request_curl and "REPLICATE_API_TOKEN" in text  # the snippets name the variable instead
     assert server.url not in done.request_curl + done.request_python  # nor the host's API address

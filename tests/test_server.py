@@ -17,7 +17,7 @@ import pytest
 import requests
 from PIL import Image
 
-from minigpt4_ui import schema
+from minigpt4_ui.shared import schema
 from minigpt4_ui.server import start_background
 from minigpt4_ui.server.predictors.builtin import answer, measure, words
 from minigpt4_ui.server.prediction_object import new_prediction

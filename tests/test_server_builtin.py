@@ -2,7 +2,7 @@
 
 from PIL import Image
 
-from minigpt4_ui.conversation import Turn, fold
+from minigpt4_ui.app.conversation import Turn, fold
 from minigpt4_ui.server.predictors.builtin import answer, measure
 
 FACTS = measure(Image.new("RGB", (300, 200), (200, 35, 35)))

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from minigpt4_ui.server import RateLimits, start_background
-from minigpt4_ui.server.image_input import ImageInputError, UrlPolicy, _fetch
+from minigpt4_ui.server.image_input import ImageInputError, UrlPolicy, fetch
 
 from .conftest import SERVER_TOKEN, png_bytes
 from .test_server import AUTH, EXPECTED, PROMPT, VERSION, create, problem, wait_for
@@ -225,35 +225,35 @@ def test_loopback_image_urls_are_refused_by_default(server, images):
                                  "http://localhost/x.png", "http://0.0.0.0/x.png"])
 def test_private_and_link_local_addresses_are_refused(url):
     with pytest.raises(ImageInputError, match="loopback, private or link-local"):
-        _fetch(url, max_bytes=1000, timeout=1)
+        fetch(url, max_bytes=1000, timeout=1)
 
 
 def test_allow_list_by_name_and_network(images):
     port = images.rpartition(":")[2]
     for entry in ("127.0.0.1", "127.0.0.0/8", "localhost", "*"):
         url = f"http://{'localhost' if entry == 'localhost' else '127.0.0.1'}:{port}/cat.png"
-        assert _fetch(url, max_bytes=10_000_000, timeout=5, policy=UrlPolicy((entry,)))
+        assert fetch(url, max_bytes=10_000_000, timeout=5, policy=UrlPolicy((entry,)))
     with pytest.raises(ImageInputError):
-        _fetch(f"http://127.0.0.1:{port}/cat.png", max_bytes=10_000_000, timeout=5,
+        fetch(f"http://127.0.0.1:{port}/cat.png", max_bytes=10_000_000, timeout=5,
                policy=UrlPolicy(("10.0.0.0/8", "example.com")))
 
 
 def test_every_redirect_hop_is_checked(images):
     allowed = UrlPolicy(("127.0.0.1",))
-    assert _fetch(f"{images}/redirect?to=/cat.png", max_bytes=10_000_000, timeout=5, policy=allowed)
+    assert fetch(f"{images}/redirect?to=/cat.png", max_bytes=10_000_000, timeout=5, policy=allowed)
     with pytest.raises(ImageInputError, match="loopback, private or link-local"):
-        _fetch(f"{images}/redirect?to=http://10.0.0.1/x.png", max_bytes=10_000_000, timeout=5,
+        fetch(f"{images}/redirect?to=http://10.0.0.1/x.png", max_bytes=10_000_000, timeout=5,
                policy=allowed)
     with pytest.raises(ImageInputError, match="only http"):
-        _fetch(f"{images}/redirect?to=file:///etc/passwd", max_bytes=10_000_000, timeout=5,
+        fetch(f"{images}/redirect?to=file:///etc/passwd", max_bytes=10_000_000, timeout=5,
                policy=allowed)
 
 
 def test_size_and_time_limits(images):
     allowed = UrlPolicy(("127.0.0.1",))
     with pytest.raises(ImageInputError, match="larger than 1 MB"):
-        _fetch(f"{images}/big", max_bytes=1_000_000, timeout=5, policy=allowed)
+        fetch(f"{images}/big", max_bytes=1_000_000, timeout=5, policy=allowed)
     started = time.monotonic()
     with pytest.raises(ImageInputError, match="within 0.5 s"):
-        _fetch(f"{images}/slow", max_bytes=10_000_000, timeout=0.5, policy=allowed)
+        fetch(f"{images}/slow", max_bytes=10_000_000, timeout=0.5, policy=allowed)
     assert time.monotonic() - started < 1.4

@@ -69,7 +69,7 @@ import pytest  # noqa: E402
 import requests  # noqa: E402
 
 from minigpt4_ui.server import start_background  # noqa: E402
-from minigpt4_ui.webhook_signature import WebhookVerificationError, verify  # noqa: E402
+from minigpt4_ui.shared.webhook_signature import WebhookVerificationError, verify  # noqa: E402
 
 from .conftest import SERVER_TOKEN  # noqa: E402
 from .test_server import AUTH, EXPECTED, PROMPT, VERSION  # noqa: E402

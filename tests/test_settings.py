@@ -1,6 +1,6 @@
 import pytest
 
-from minigpt4_ui.settings import DEFAULT_BASE_URL, DEFAULT_VERSION, Settings
+from minigpt4_ui.app.settings import DEFAULT_BASE_URL, DEFAULT_VERSION, Settings
 
 
 def test_defaults_without_environment():

@@ -22,12 +22,11 @@ pytest.importorskip("transformers", reason="needs the optional requirements-loca
 import requests  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from minigpt4_ui import schema  # noqa: E402
-from minigpt4_ui.conversation import Turn, fold  # noqa: E402
+from minigpt4_ui.shared import schema  # noqa: E402
+from minigpt4_ui.app.conversation import Turn, fold  # noqa: E402
 from minigpt4_ui.server import start_background  # noqa: E402
 from minigpt4_ui.server.predictors import PredictionError, smolvlm  # noqa: E402
-from minigpt4_ui.server.predictors.smolvlm import (  # noqa: E402
-    LocalModelError, SmolVLMPredictor, messages_from_prompt)
+from minigpt4_ui.server.predictors.smolvlm import LocalModelError, SmolVLMPredictor, messages_from_prompt
 
 from .tiny_vlm import IMAGE_SEQ_LEN, build_tiny_vlm  # noqa: E402
 

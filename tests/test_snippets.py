@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from minigpt4_ui import chat, schema, snippets
+from minigpt4_ui.app import chat, snippets
+from minigpt4_ui.shared import schema
 from minigpt4_ui.server import start_background
-from minigpt4_ui.settings import DEFAULT_VERSION
+from minigpt4_ui.app.settings import DEFAULT_VERSION
 
 from .conftest import png_bytes
 

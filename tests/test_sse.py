@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from minigpt4_ui.sse import Event, iter_events
+from minigpt4_ui.replicate_api.sse import Event, iter_events
 
 SAMPLE = (
     "\ufeff: hi\r\n"

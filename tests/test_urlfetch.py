@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from minigpt4_ui import urlfetch
-from minigpt4_ui.urlfetch import FetchError, UrlPolicy
+from minigpt4_ui.shared import urlfetch
+from minigpt4_ui.shared.urlfetch import FetchError, UrlPolicy
 
 from .fault_proxy import wait_for
 from .attacks import TrickleServer

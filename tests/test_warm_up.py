@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from minigpt4_ui import warm_up
-from minigpt4_ui.backend import Backend
+from minigpt4_ui.app import warm_up
+from minigpt4_ui.app.backend import Backend
 from minigpt4_ui.replicate_api import Client
 from minigpt4_ui.server import start_background
 from minigpt4_ui.server.predictors import PredictionError

@@ -1,12 +1,11 @@
-"""minigpt4_ui.webhook_signature: Svix-style signing and verification (docs/replicate-api-rules.md, "Webhooks")."""
+"""minigpt4_ui.shared.webhook_signature: Svix-style signing and verification (docs/replicate-api-rules.md, "Webhooks")."""
 
 from __future__ import annotations
 
 import pytest
 from replicate.webhook import WebhookSigningSecret, Webhooks
 
-from minigpt4_ui.webhook_signature import (WebhookVerificationError, new_secret, sign, signature_headers,
-                                  verify)
+from minigpt4_ui.shared.webhook_signature import (WebhookVerificationError, new_secret, sign, signature_headers, verify)
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ID, TS, BODY = "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", '{"test": 2432232314}'

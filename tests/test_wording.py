@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from minigpt4_ui import images, schema, wording
-from minigpt4_ui.schema import Problem
+from minigpt4_ui.app import images, wording
+from minigpt4_ui.shared import schema
+from minigpt4_ui.shared.schema import Problem
 
 
 @pytest.mark.parametrize("problem, expected", [

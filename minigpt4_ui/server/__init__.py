@@ -14,8 +14,8 @@ from typing import AsyncIterator, Callable, Iterable
 import uvicorn
 from fastapi import FastAPI
 
-from ..urlfetch import UrlPolicy
-from ..webhook_signature import new_secret
+from ..shared.urlfetch import UrlPolicy
+from ..shared.webhook_signature import new_secret
 from . import catalog
 from .image_input import read_image
 from .prediction_object import now

@@ -23,7 +23,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from .. import model_schema, schema
+from ..shared import model_schema, schema
 
 COG_VERSION = "0.8.6"
 # The versions' real creation dates are unknown; each model's first appearance stands in.

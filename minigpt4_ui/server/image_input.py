@@ -1,9 +1,9 @@
 """Turn the `image` input (a data: URI, an http(s) URL or a file of this server) into a Pillow image.
 
 Reading the bytes (`read_image`) and decoding them (`decode`) are separate steps, so the runner
-can fetch URLs on threads of their own. URLs are fetched with `minigpt4_ui.urlfetch` (http/https
+can fetch URLs on threads of their own. URLs are fetched with `minigpt4_ui.shared.urlfetch` (http/https
 only, every hop checked, no loopback or private addresses unless the `UrlPolicy` allows them, size
-limit, one wall-clock deadline, cancellable). Decoding obeys `minigpt4_ui.imagelimits`.
+limit, one wall-clock deadline, cancellable). Decoding obeys `minigpt4_ui.shared.imagelimits`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import Callable
 
 from PIL import Image, ImageOps
 
-from .. import imagelimits
-from ..urlfetch import MAX_REDIRECTS, FetchError, UrlPolicy, fetch
+from ..shared import imagelimits
+from ..shared import urlfetch
+from ..shared.urlfetch import MAX_REDIRECTS, FetchError, UrlPolicy
 
 MAX_BYTES = 10_000_000  # the JS client's data-URI cap; also plenty for an https image
 MAX_PIXELS = 50_000_000  # refuse decompression bombs before decoding them
@@ -60,7 +61,7 @@ def read_image(ref: "str | FileRef", *, max_bytes: int = MAX_BYTES, timeout: flo
     if ref.split(":", 1)[0].lower() == "data":
         return _decode_data_uri(ref, max_bytes=max_bytes)
     if is_url(ref):
-        return _fetch(ref, max_bytes=max_bytes, timeout=timeout, policy=policy or UrlPolicy(),
+        return fetch(ref, max_bytes=max_bytes, timeout=timeout, policy=policy or UrlPolicy(),
                       cancel=cancel)
     raise ImageInputError("could not read the image: expected a data: URI or an http(s) URL")
 
@@ -106,12 +107,12 @@ def _decode_data_uri(ref: str, *, max_bytes: int) -> bytes:
     return urllib.parse.unquote_to_bytes(payload)
 
 
-def _fetch(url: str, *, max_bytes: int, timeout: float, policy: UrlPolicy | None = None,
-           cancel: threading.Event | None = None) -> bytes:
+def fetch(url: str, *, max_bytes: int, timeout: float, policy: UrlPolicy | None = None,
+          cancel: threading.Event | None = None) -> bytes:
     """Download an image URL within `timeout` seconds in all and `max_bytes`, checking every hop."""
     try:
-        return fetch(url, policy=policy or UrlPolicy(), max_bytes=max_bytes, timeout=timeout,
-                     user_agent="minigpt4-server", cancel=cancel).body
+        return urlfetch.fetch(url, policy=policy or UrlPolicy(), max_bytes=max_bytes, timeout=timeout,
+                              user_agent="minigpt4-server", cancel=cancel).body
     except FetchError as exc:
         why = _why(exc, max_bytes=max_bytes, timeout=timeout)
         raise ImageInputError(f"could not fetch the image: {why}") from None

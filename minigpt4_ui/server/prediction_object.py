@@ -7,7 +7,7 @@ import json
 import secrets
 from datetime import datetime, timedelta, timezone
 
-from ..facts import TERMINAL
+from ..shared.facts import TERMINAL
 from . import events
 from .events import Journal
 

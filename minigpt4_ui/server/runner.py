@@ -17,7 +17,7 @@ from typing import Callable
 
 from PIL import Image
 
-from ..facts import TERMINAL
+from ..shared.facts import TERMINAL
 from .events import Journal
 from .image_input import ImageInputError, decode, is_url, read_image
 from .prediction_object import now, replay_journal, seconds_between, terminal_events

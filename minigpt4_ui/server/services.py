@@ -8,7 +8,7 @@ from typing import Callable
 
 from fastapi import Request
 
-from ..urlfetch import UrlPolicy
+from ..shared.urlfetch import UrlPolicy
 from .catalog import HOSTED, MINIGPT4, Deployment, HostedModel
 from .prediction_object import now
 from .predictors import Predictor

@@ -16,9 +16,9 @@ import threading
 import time
 from typing import Callable
 
-from .. import urlfetch
-from ..urlfetch import UrlPolicy
-from ..webhook_signature import signature_headers
+from ..shared import urlfetch
+from ..shared.urlfetch import UrlPolicy
+from ..shared.webhook_signature import signature_headers
 
 EVENTS = ("start", "output", "logs", "completed")
 DEFAULT_EVENTS = frozenset(EVENTS)  # Cog's default; Replicate's docs disagree (see the rules)

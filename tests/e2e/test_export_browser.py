@@ -5,8 +5,8 @@ from __future__ import annotations
 import http.server
 import threading
 
-from minigpt4_ui import export
-from minigpt4_ui.export import Entry, Report
+from minigpt4_ui.app import export
+from minigpt4_ui.app.export import Entry, Report
 
 from ..test_export import data_uri
 

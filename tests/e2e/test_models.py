@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 
 from minigpt4_ui.server import RunningServer
 
-from .ui import (ANSWER_DONE, _get, answers, ask, error_badges, latest_prediction, message_line, open_settings,
+from .ui import (ANSWER_DONE, get_json, answers, ask, error_badges, latest_prediction, message_line, open_settings,
                  pick, status_titles, upload, wait_for_server_status)
 
 COFFEE = Path(__file__).resolve().parents[2] / "assets" / "coffee.jpg"
@@ -139,7 +139,7 @@ def test_two_contenders_stream_side_by_side_and_one_stop_cancels_both(page: Page
     for number in (1, 2):
         expect(page.locator(f"#pane-status-{number}")).to_contain_text(re.compile(r"Stopped by you after \d+\.\d s"))
         assert _answer_length(page, number) > 0  # the partial answers stay
-    newest = _get(server, "/v1/predictions")["results"][:2]
+    newest = get_json(server, "/v1/predictions")["results"][:2]
     assert sorted(p["model"] for p in newest) == ["daanelson/minigpt-4", "yorickvp/llava-13b"]
     for prediction in newest:
         wait_for_server_status(server, prediction["id"], "canceled")
@@ -153,7 +153,7 @@ def test_a_finished_comparison_is_voted_on_exported_and_continued_in_the_chat(pa
     for number in (1, 2):
         expect(page.locator(f"#pane-status-{number}")).to_contain_text(re.compile(r"Done in \d+\.\d s"))
         expect(page.locator(f"#pane-status-{number}")).to_contain_text("Prediction")
-    newest = _get(server, "/v1/predictions")["results"][:2]  # created at once, in either order
+    newest = get_json(server, "/v1/predictions")["results"][:2]  # created at once, in either order
     llava = next(p for p in newest if p["model"] == "yorickvp/llava-13b")
     assert llava["input"]["temperature"] == 0.5 and {p["model"] for p in newest} == {
         "daanelson/minigpt-4", "yorickvp/llava-13b"}

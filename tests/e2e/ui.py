@@ -91,7 +91,7 @@ def wait_for_answer_text(page: Page, *, longer_than: int) -> str:
     return handle.json_value()
 
 
-def _get(server: RunningServer, path: str) -> dict:
+def get_json(server: RunningServer, path: str) -> dict:
     response = requests.get(f"{server.url}{path}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
     response.raise_for_status()
     return response.json()
@@ -99,13 +99,13 @@ def _get(server: RunningServer, path: str) -> dict:
 
 def latest_prediction(server: RunningServer) -> dict:
     """The server's newest prediction (the tests ask one question at a time)."""
-    return _get(server, "/v1/predictions")["results"][0]
+    return get_json(server, "/v1/predictions")["results"][0]
 
 
 def wait_for_server_status(server: RunningServer, ident: str, wanted: str, timeout: float = 15) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        prediction = _get(server, f"/v1/predictions/{ident}")
+        prediction = get_json(server, f"/v1/predictions/{ident}")
         if prediction["status"] == wanted:
             return prediction
         assert prediction["status"] not in {"succeeded", "failed", "canceled"} - {wanted}, \

@@ -17,8 +17,8 @@ from typing import Iterator
 
 from PIL import Image, ImageStat
 
-from ...facts import ASSISTANT, HUMAN
-from ...model_schema import ModelSpec
+from ...shared.facts import ASSISTANT, HUMAN
+from ...shared.model_schema import ModelSpec
 from . import LogFn
 
 # A small named palette; each thumbnail pixel counts towards its nearest entry.

@@ -23,8 +23,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...facts import SMOLVLM as DEFAULT_REPO
-from .onnx_engine import DEFAULT_PRECISION, PRECISIONS, onnx_files
+from ...shared.facts import PRECISIONS, SMOLVLM as DEFAULT_REPO
+from .onnx_engine import DEFAULT_PRECISION, onnx_files
 
 log = logging.getLogger(__name__)
 

@@ -26,26 +26,24 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
-from ...facts import SMOLVLM_PRECISION as DEFAULT_PRECISION  # int8: the fastest on CPU
+from ...shared.facts import SMOLVLM_PRECISION as DEFAULT_PRECISION  # int8: the fastest on CPU
 from .vlm_prompt import fit_new_tokens, prepare_processor, render
 
 GREEDY_TEMPERATURE = 0.01  # the schema's minimum temperature; at or below it, decode greedily
 SESSIONS = ("vision_encoder", "embed_tokens", "decoder_model_merged")
-# File-name suffix of each precision the official exports come in.
-PRECISIONS = {"int8": "_int8", "fp32": "", "fp16": "_fp16", "uint8": "_uint8", "q4": "_q4",
-              "q4f16": "_q4f16", "bnb4": "_bnb4", "quantized": "_quantized"}
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
                 "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
 
 
 def onnx_files(precision: str) -> list[str]:
     """The three session files of one precision, as paths inside the repository."""
-    return [f"onnx/{stem}{PRECISIONS[precision]}.onnx" for stem in SESSIONS]
+    suffix = "" if precision == "fp32" else f"_{precision}"
+    return [f"onnx/{stem}{suffix}.onnx" for stem in SESSIONS]
 
 
 @dataclass(frozen=True)
@@ -230,7 +228,7 @@ class OnnxVLM:
             logprobs = _penalised(_log_softmax(logits), [prompt_ids + a for a in answers],
                                   decoding.repetition_penalty)
             if not decoding.greedy:
-                logprobs = _top_p_mask(logprobs / decoding.temperature, decoding.top_p)
+                logprobs = top_p_mask(logprobs / decoding.temperature, decoding.top_p)
             totals = scores[:, None] + logprobs
             candidates = _beam_candidates(totals, 2 * beams, None if decoding.greedy else rng)
             survivors: list[tuple[int, int, float]] = []
@@ -319,7 +317,7 @@ def _log_softmax(scores: np.ndarray) -> np.ndarray:
         return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def _top_p_mask(scores: np.ndarray, top_p: float) -> np.ndarray:
+def top_p_mask(scores: np.ndarray, top_p: float) -> np.ndarray:
     """Scores outside the smallest set of tokens whose probability reaches `top_p` become -inf
     (the most likely token always stays)."""
     order = np.argsort(-scores, axis=-1)
@@ -336,7 +334,7 @@ def _top_p_mask(scores: np.ndarray, top_p: float) -> np.ndarray:
 
 
 def _sample(scores: np.ndarray, decoding: Decoding, rng: np.random.Generator) -> np.ndarray:
-    masked = _top_p_mask(scores / decoding.temperature, decoding.top_p)
+    masked = top_p_mask(scores / decoding.temperature, decoding.top_p)
     probs = np.exp(_log_softmax(masked))
     return np.array([rng.choice(probs.shape[1], p=row / row.sum()) for row in probs])
 

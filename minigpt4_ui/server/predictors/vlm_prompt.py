@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...facts import ASSISTANT, HUMAN
+from ...shared.facts import ASSISTANT, HUMAN
 from . import PredictionError
 
 # SmolVLM-Instruct's chat template, for a compatible folder that ships none.

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ... import model_schema, urlfetch
-from ...facts import TERMINAL
+from ...shared import model_schema, urlfetch
+from ...shared.facts import TERMINAL
 from ..catalog import HOSTED, HostedModel, served_schema
 from ..http_helpers import base_url, json_body, listing
 from ..image_input import FileRef

@@ -11,7 +11,7 @@ import mimetypes
 import shlex
 from typing import Any, NamedTuple
 
-from .facts import REPLICATE_BASE_URL as REPLICATE_API
+from ..shared.facts import REPLICATE_BASE_URL as REPLICATE_API
 # A data URI is hundreds of kilobytes; the panel shows its start and its size instead.
 _SHOWN_URI_CHARS = 48
 _IMAGE_SLOT = "@@IMAGE@@"

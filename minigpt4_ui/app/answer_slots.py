@@ -10,6 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
+
+from . import mcp_calls
 
 # A slot whose answer has not started by then was abandoned: its tab closed between Send and the
 # answer, or the queue refused the answer. (An answer waits in the queue only when every one of
@@ -59,3 +62,12 @@ class AnswerSlots:
         with self._lock:
             if self._slots.get(session) is slot:
                 del self._slots[session]
+
+
+def session_of(request: Any) -> str:
+    """Whose one answer at a time: the browser session's, or an MCP tool call's own (every call
+    comes back through one gradio_client session)."""
+    call = mcp_calls.of(request)
+    if call is not None:
+        return f"mcp-{call.call_id}"
+    return getattr(request, "session_hash", None) or "anonymous"

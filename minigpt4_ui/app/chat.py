@@ -9,10 +9,11 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
-from . import images, model_schema, schema
-from .facts import TERMINAL
-from .model_schema import ModelSpec
-from .replicate_api import Client, ReplicateError, Update, replicate_page
+from . import images
+from ..shared import model_schema, schema
+from ..shared.facts import TERMINAL
+from ..shared.model_schema import ModelSpec
+from ..replicate_api import Client, ReplicateError, Update, replicate_page
 
 log = logging.getLogger(__name__)
 

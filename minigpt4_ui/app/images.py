@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import imagelimits, urlfetch
-from .facts import MAX_DATA_URI_BYTES
-from .urlfetch import UrlPolicy
+from ..shared import imagelimits, urlfetch
+from ..shared.facts import MAX_DATA_URI_BYTES
+from ..shared.urlfetch import UrlPolicy
 
 # MiniGPT-4 resizes to 224×224; 448 keeps detail for other backends and still encodes small.
 MAX_SIDE = 448

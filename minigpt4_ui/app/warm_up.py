@@ -12,7 +12,7 @@ from typing import Callable
 from PIL import Image
 
 from . import chat, images, wording
-from .replicate_api import Client, ReplicateError
+from ..replicate_api import Client, ReplicateError
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 For users who receive webhooks from Replicate or from the embedded server:
 
-    from minigpt4_ui.webhook_signature import verify, WebhookVerificationError
+    from minigpt4_ui.shared.webhook_signature import verify, WebhookVerificationError
     secret = requests.get(f"{base}/v1/webhooks/default/secret", headers=auth).json()["key"]
     try:
         verify(secret, request.headers, request.body)   # raw body bytes, as received

@@ -94,6 +94,10 @@ class Guard:
             with self._lock:
                 self._running.discard(session)
 
+    def visitors(self) -> list[str]:
+        """The visitors the guard remembers: those with questions in the last hour."""
+        return list(self._recent)
+
     def _count(self, visitor: str, predictions: int) -> None:
         now = self._clock()
         if now - self._swept >= SWEEP_SECONDS:

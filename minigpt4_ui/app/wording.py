@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from . import images, schema
-from .model_schema import ModelSpec
+from . import images
+from ..shared import schema
+from ..shared.model_schema import ModelSpec
 
 NO_QUESTION = "Type a question first"
 

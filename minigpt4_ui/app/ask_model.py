@@ -14,8 +14,8 @@ from . import chat, images, tool_docs, wording
 from .conversation import model_inputs
 from .guard import LimitError
 from .model_refs import ModelRefError, Resolver, UnknownModel
-from .model_schema import NOT_TEXT, InputError, ModelSpec, Problem, UnmappableSchema, app_maximum, is_text
-from .replicate_api import Client, ReplicateError
+from ..shared.model_schema import (NOT_TEXT, InputError, ModelSpec, Problem, UnmappableSchema, app_maximum, is_text)
+from ..replicate_api import Client, ReplicateError
 
 
 def parse_parameters(text: str | None) -> dict[str, Any]:

@@ -7,9 +7,9 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 
-from .facts import MODEL as DEFAULT_MODEL, REPLICATE_BASE_URL as DEFAULT_BASE_URL
-from .facts import SMOLVLM, SMOLVLM_PRECISION
-from .facts import VERSION as DEFAULT_VERSION
+from ..shared.facts import MODEL as DEFAULT_MODEL, REPLICATE_BASE_URL as DEFAULT_BASE_URL
+from ..shared.facts import SMOLVLM, SMOLVLM_PRECISION
+from ..shared.facts import VERSION as DEFAULT_VERSION
 
 COG_OPTION = "--cog (MINIGPT4_COG_URL)"
 COG_CALLBACK_OPTION = "--cog-callback-url (MINIGPT4_COG_CALLBACK_URL)"

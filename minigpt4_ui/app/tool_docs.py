@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
-from . import images, schema
+from . import images
+from ..shared import schema
 from .chat import MAX_PROMPT_CHARS
-from .model_schema import MAX_LENGTH_INPUT, Field, app_maximum
+from ..shared.model_schema import MAX_LENGTH_INPUT, Field, app_maximum
 
 Fn = TypeVar("Fn", bound=Callable)
 

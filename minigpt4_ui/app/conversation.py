@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from .facts import ASSISTANT, HUMAN
-from .model_schema import ModelSpec
-from .schema import MODEL as MINIGPT4
+from ..shared.facts import ASSISTANT, HUMAN
+from ..shared.model_schema import ModelSpec
+from ..shared.schema import MODEL as MINIGPT4
 
 # LLaMA's tokenizer averages about four characters of English text per token.
 CHARS_PER_TOKEN = 4

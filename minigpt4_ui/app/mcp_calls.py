@@ -32,7 +32,6 @@ MCP_PATH = "/gradio_api/mcp"
 # Never leaves the process: the loopback that carries it goes from the app to itself.
 _SECRET = secrets.token_urlsafe(32)
 MAX_REFUSALS_KEPT = 1000
-_refusals: dict[str, str] = {}  # call id → why the queue refused its job
 
 
 class McpCall(NamedTuple):
@@ -57,14 +56,36 @@ def of(request: Any) -> McpCall | None:
     return McpCall(call_id, visitor)
 
 
+class Refusals:
+    """Why the queue refused MCP calls' jobs, by call id, until each call reads its own; at most
+    `limit`, the oldest dropped first (calls whose client left before reading theirs)."""
+
+    def __init__(self, limit: int = MAX_REFUSALS_KEPT):
+        self.limit = limit
+        self._why: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._why)
+
+    def keep(self, call_id: str, message: str) -> None:
+        self._why[call_id] = message
+        while len(self._why) > self.limit:
+            self._why.pop(next(iter(self._why)))
+
+    def take(self, call_id: str) -> str | None:
+        """The call's refusal, forgotten once read; None when it has none."""
+        return self._why.pop(call_id, None)
+
+
+REFUSALS = Refusals()
+
+
 def refused(request: Any, message: str) -> None:
     """Keep why the queue refused an MCP call's job: Gradio's loopback client turns any refusal
     into "Queue is full! Please try again.", and the call's answer says this instead."""
     call = of(request)
     if call is not None:
-        _refusals[call.call_id] = message
-        while len(_refusals) > MAX_REFUSALS_KEPT:  # calls whose client left before reading theirs
-            _refusals.pop(next(iter(_refusals)))
+        REFUSALS.keep(call.call_id, message)
 
 
 class McpCalls:
@@ -148,7 +169,7 @@ async def _waited(job, waiting: Awaitable, call_id: str | None):
             await anyio.to_thread.run_sync(job.cancel)
         raise
     except QueueError:
-        why = _refusals.pop(call_id, None) if call_id else None
+        why = REFUSALS.take(call_id) if call_id else None
         if why is None:
             raise
         raise QueueError(why) from None

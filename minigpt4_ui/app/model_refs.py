@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .facts import REPLICATE_BASE_URL
-from .model_schema import ModelSpec, read_schema
-from .replicate_api import Client, NotFoundError
+from ..shared.facts import REPLICATE_BASE_URL
+from ..shared.model_schema import ModelSpec, read_schema
+from ..replicate_api import Client, NotFoundError
 
 # Replicate's owner and model names: letters, digits, dashes, underscores and dots.
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"

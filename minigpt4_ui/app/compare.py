@@ -18,15 +18,21 @@ from typing import Any, Generator, Iterator
 
 import gradio as gr
 
-from . import answer_text, chat, chat_messages, export, images, model_controls, schema, wording
+from . import answer_text, chat, chat_messages, export, images, model_controls, wording
+from ..shared import schema
 from .ask_model import parse_parameters
 from .backend import normalise_token
 from .conversation import model_inputs
 from .guard import LimitError
 from .model_refs import ModelRefError, UnknownModel
-from .model_schema import NOT_TEXT, InputError, ModelSpec, UnmappableSchema, is_text
-from .replicate_api import Client, ReplicateError
-from .handlers import Record, Studio, history_table, status_details, status_title_by, stop_button, target
+from ..shared.model_schema import NOT_TEXT, InputError, ModelSpec, UnmappableSchema, is_text
+from ..replicate_api import Client, ReplicateError
+from .answer_slots import session_of
+from .answer_status import status_details, status_title_by
+from .chat_handlers import target
+from .chat_updates import stop_button
+from .handlers import Studio
+from .records import Record, history_table
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +140,7 @@ class Comparer:
             self._plan(image, question, count, contenders)
         except ValueError as exc:
             return str(exc), gr.skip(), gr.skip()
-        if self.studio.slots.take(_session(request)) is None:
+        if self.studio.slots.take(session_of(request)) is None:
             return "An answer is still being written: wait for it, or press Stop.", gr.skip(), gr.skip()
         return "", *_running(True)
 
@@ -142,7 +148,7 @@ class Comparer:
             records: list, *contenders: Any) -> Iterator[list]:
         """Stream every contender's answer into its pane (outputs: comparison, records, history,
         message, Compare, Stop, then each pane's status, answer, Better and Continue)."""
-        session = _session(request)
+        session = session_of(request)
         slot = self.studio.slots.current(session)
         if slot is None or slot.started:  # Start refused, and said why
             yield [gr.skip()] * (6 + 4 * MAX_CONTENDERS)
@@ -157,7 +163,7 @@ class Comparer:
             last = [gr.skip(), gr.skip(), gr.skip(), str(exc), *_running(False)] + [gr.skip()] * (4 * MAX_CONTENDERS)
         finally:
             self.studio.slots.free(session, slot)
-        yield last  # once the slot is free (see Studio.respond)
+        yield last  # once the slot is free (see ChatHandlers.respond)
 
     def _run(self, comparison: Comparison, records: list, visitor_token: str,
              stop: threading.Event) -> Generator[list, None, list]:
@@ -189,7 +195,7 @@ class Comparer:
 
     @staticmethod
     def _render(comparison: Comparison, state: Any, records: Any, history: Any, *, running: bool) -> list:
-        # Start already showed Stop; while the contenders stream it is left alone (see Studio.respond).
+        # Start already showed Stop; while the contenders stream it is left alone (see ChatHandlers.respond).
         out = [state, records, history, "", *(_running(False) if not running else (gr.skip(),) * 2)]
         for index in range(MAX_CONTENDERS):
             pane = comparison.panes[index] if index < len(comparison.panes) else None
@@ -272,6 +278,3 @@ def _record(comparison: Comparison, index: int, visitor_token: str) -> Record:
                   question=comparison.question, model=entry.model, version=entry.version, inputs=entry.inputs,
                   answer=entry.answer, predict_time=entry.predict_time)
 
-
-def _session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "anonymous"

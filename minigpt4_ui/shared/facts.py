@@ -31,3 +31,5 @@ MAX_DATA_URI_BYTES = 256_000
 # The open model the embedded server answers with when no token is set, and how it runs on CPU.
 SMOLVLM = "HuggingFaceTB/SmolVLM-256M-Instruct"
 SMOLVLM_PRECISION = "int8"
+# The precisions SmolVLM's ONNX files come in (`onnx/<part>_<precision>.onnx`; fp32 has no suffix).
+PRECISIONS = ("int8", "fp32", "fp16", "uint8", "q4", "q4f16", "bnb4", "quantized")

@@ -14,7 +14,8 @@ from pathlib import Path
 import anyio
 import gradio as gr
 
-from . import chat_messages, fair_queue, images, model_controls, schema
+from . import chat_messages, fair_queue, images, model_controls
+from ..shared import schema
 from .ask_model import ModelAsker
 from .backend import Backend
 from .compare import MAX_CONTENDERS, STOP as STOP_COMPARING, Comparer
@@ -24,7 +25,7 @@ from .settings import Settings
 
 TITLE = "MiniGPT-4 Studio"
 PACKAGE = Path(__file__).resolve().parent
-ASSETS = PACKAGE.parent / "assets"
+ASSETS = PACKAGE.parent.parent / "assets"
 EXAMPLES = [
     ("coffee.jpg", "What drink is this, and how would I make it at home?"),
     ("chelsea.jpg", "Write a funny caption for this photo."),

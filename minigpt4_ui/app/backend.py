@@ -7,10 +7,10 @@ import os
 import secrets
 import tempfile
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, NamedTuple
 
-from .facts import MODEL, MODEL_PAGE
-from .replicate_api import Client
+from ..shared.facts import MODEL, MODEL_PAGE
+from ..replicate_api import Client
 from .settings import DEFAULT_BASE_URL, Settings
 from .warm_up import WarmUp, notice as warm_up_notice
 
@@ -149,7 +149,7 @@ def connect(settings: Settings) -> Backend:
 
     A Cog container is fronted by the embedded server, so the app speaks Replicate's API to it.
     The embedded server runs `settings.local_model` when one is given (loaded now, so a missing
-    model fails at start-up with LocalModelError), else the built-in predictor.
+    model fails at start-up with CannotStart), else SmolVLM on ONNX Runtime.
     """
     if settings.cog_url:
         return _embedded(_without_deployment(settings, "a Cog container is named"))
@@ -173,68 +173,88 @@ def _without_deployment(settings: Settings, why: str) -> Settings:
     return replace(settings, deployment=None)
 
 
+class CannotStart(Exception):
+    """The embedded server's model cannot start: a local model missing or unloadable, say."""
+
+
+class _Answering(NamedTuple):
+    """Who answers behind the embedded server, and what the app says about it."""
+
+    options: dict  # for start_background
+    notice: str
+    answerers: dict[str, Callable[[], str]]
+    close: Callable[[], None] = lambda: None
+    banner: Callable[[], tuple[str, bool]] | None = None
+
+
+def _cog(settings: Settings) -> _Answering:
+    from ..server.predictors.cog import CogPredictor
+
+    if settings.token or settings.local_model:
+        # Images must not leave for Replicate just because a token is in the environment.
+        log.warning("a Cog container is named, so REPLICATE_API_TOKEN and --local-model are not used")
+    cog = CogPredictor(settings.cog_url, callback_url=settings.cog_callback_url)
+    return _Answering(options={"predictor": cog, "openapi_schema": cog.openapi_schema, "tokens_per_second": None},
+                      notice=cog_notice(cog.streams), answerers={MODEL: lambda: "the model in the Cog container"},
+                      close=cog.close)
+
+
+def _local_model(settings: Settings) -> _Answering:
+    from ..server.predictors.smolvlm import SmolVLMPredictor
+
+    predictor = SmolVLMPredictor(settings.local_model, allow_download=settings.allow_download)
+    predictor.load()
+    # A real model sets its own pace.
+    return _Answering(options={"predictor": predictor, "tokens_per_second": None},
+                      notice=local_model_notice(predictor.name),
+                      answerers={MODEL: lambda: f"{predictor.name} (transformers) on this machine"})
+
+
+def _smolvlm(settings: Settings) -> _Answering:
+    from ..server.catalog import LOCAL_MODELS
+    from ..server.predictors.builtin import BuiltinPredictor, StandInPredictor
+    from ..server.predictors.model_weights import ModelWeights
+    from ..server.predictors.smolvlm_onnx import OnnxSmolVLMPredictor
+
+    weights = ModelWeights(settings.smolvlm, settings.precision, downloads=settings.downloads).start()
+    weights.wait(STARTUP_LOOK_S)  # a cache hit or an offline miss: the first page says so already
+    smolvlm = OnnxSmolVLMPredictor(weights, fallback=BuiltinPredictor()).warm()
+    # The SmolVLM sizes can also be picked by name; a size other than the default is fetched
+    # when it is first asked for.
+    sizes = {model.ref: smolvlm if model.ref == settings.smolvlm else OnnxSmolVLMPredictor(
+                 ModelWeights(model.ref, settings.precision, downloads=settings.downloads),
+                 fallback=StandInPredictor(model.spec))
+             for model in LOCAL_MODELS}
+    banner = lambda: smolvlm_notice(weights.status(), weights.name, weights.precision)  # noqa: E731
+    return _Answering(options={"predictor": smolvlm, "tokens_per_second": settings.tokens_per_second,
+                               "model_predictors": sizes},
+                      notice=banner()[0], banner=banner,
+                      answerers={MODEL: smolvlm.answerer, **{ref: p.answerer for ref, p in sizes.items()}})
+
+
 def _embedded(settings: Settings) -> Backend:
-    from .server import start_background  # only the embedded case needs the server code
+    # Only the embedded case needs the server code.
+    from ..server import start_background
+    from ..server.predictors import PredictionError
 
-    options: dict = {"tokens_per_second": settings.tokens_per_second}
-    close_predictor: Callable[[], None] = lambda: None
-    banner = None
-    answerers: dict[str, Callable[[], str]] = {}
-    if settings.cog_url:
-        from .server.predictors.cog import CogPredictor
-
-        if settings.token or settings.local_model:
-            # Images must not leave for Replicate just because a token is in the environment.
-            log.warning("a Cog container is named, so REPLICATE_API_TOKEN and --local-model are "
-                        "not used")
-        cog = CogPredictor(settings.cog_url, callback_url=settings.cog_callback_url)
-        options = {"predictor": cog, "openapi_schema": cog.openapi_schema,
-                   "tokens_per_second": None}
-        notice = cog_notice(cog.streams)
-        answerers = {MODEL: lambda: "the model in the Cog container"}
-        close_predictor = cog.close
-    elif settings.local_model:
-        from .server.predictors.smolvlm import SmolVLMPredictor
-
-        predictor = SmolVLMPredictor(settings.local_model, allow_download=settings.allow_download)
-        predictor.load()
-        # A real model sets its own pace.
-        options = {"predictor": predictor, "tokens_per_second": None}
-        notice = local_model_notice(predictor.name)
-        answerers = {MODEL: lambda: f"{predictor.name} (transformers) on this machine"}
-    else:
-        from .server.catalog import LOCAL_MODELS
-        from .server.predictors.builtin import BuiltinPredictor, StandInPredictor
-        from .server.predictors.model_weights import ModelWeights
-        from .server.predictors.smolvlm_onnx import OnnxSmolVLMPredictor
-
-        weights = ModelWeights(settings.smolvlm, settings.precision, downloads=settings.downloads).start()
-        weights.wait(STARTUP_LOOK_S)  # a cache hit or an offline miss: the first page says so already
-        smolvlm = OnnxSmolVLMPredictor(weights, fallback=BuiltinPredictor()).warm()
-        # The SmolVLM sizes can also be picked by name; a size other than the default is fetched
-        # when it is first asked for.
-        sizes = {model.ref: smolvlm if model.ref == settings.smolvlm else OnnxSmolVLMPredictor(
-                     ModelWeights(model.ref, settings.precision, downloads=settings.downloads),
-                     fallback=StandInPredictor(model.spec))
-                 for model in LOCAL_MODELS}
-        options = {"predictor": smolvlm, "tokens_per_second": settings.tokens_per_second,
-                   "model_predictors": sizes}
-        banner = lambda: smolvlm_notice(weights.status(), weights.name, weights.precision)  # noqa: E731
-        answerers = {MODEL: smolvlm.answerer, **{ref: p.answerer for ref, p in sizes.items()}}
-        notice = banner()[0]
+    builder = _cog if settings.cog_url else _local_model if settings.local_model else _smolvlm
+    try:
+        answering = builder(settings)
+    except PredictionError as exc:  # the local model is missing or cannot load, the container is not there
+        raise CannotStart(str(exc)) from None
     # A per-process token keeps other local users from driving the embedded server.
     token = secrets.token_urlsafe(24)
     # Predictions go to a temporary file, not memory: each one keeps its ~60 KB image input, which
     # in RAM grew the app by that much per question for as long as it ran.
     folder = tempfile.TemporaryDirectory(prefix="minigpt4-predictions-")
     server = start_background(host="127.0.0.1", port=0, token=token,
-                              db_path=os.path.join(folder.name, "predictions.sqlite3"), **options)
+                              db_path=os.path.join(folder.name, "predictions.sqlite3"), **answering.options)
 
     def close() -> None:
         server.close()
-        close_predictor()
+        answering.close()
         folder.cleanup()
 
     local = replace(settings, token=token, base_url=server.url)
-    return Backend(client=client_for(local), embedded=True, notice=notice, close=close,
-                   banner=banner, answerers=answerers)
+    return Backend(client=client_for(local), embedded=True, notice=answering.notice, close=close,
+                   banner=answering.banner, answerers=answering.answerers)

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import gradio as gr
 
 from . import wording
-from .model_schema import Field, ModelSpec, app_maximum, control_kind
+from ..shared.model_schema import Field, ModelSpec, app_maximum, control_kind
 
 # More than any hosted model has (MiniGPT-4: 6); a model with more keeps the rest at their defaults.
 SLOTS = 8
@@ -49,7 +49,7 @@ def _unchecked(control: gr.components.Component) -> gr.components.Component:
     return control
 
 
-def _props(field: Field, value: Any) -> dict[str, Any]:
+def field_props(field: Field, value: Any) -> dict[str, Any]:
     """The properties of the control that shows `field` holding `value`."""
     props: dict[str, Any] = {"label": field.label, "info": field.description or None, "value": value}
     kind = _kind(field)
@@ -89,7 +89,7 @@ def build(spec: ModelSpec) -> list[gr.components.Component]:
         field = fields[slot] if slot < len(fields) else None
         wanted = _kind(field) if field else None
         for kind in KINDS:
-            props = _props(field, field.default) if kind == wanted else {"visible": False}
+            props = field_props(field, field.default) if kind == wanted else {"visible": False}
             components.append(_unchecked(_create(kind, props)))
     return components
 
@@ -117,7 +117,7 @@ def updates(spec: ModelSpec, values: Mapping[str, Any] | None = None) -> list:
         wanted = _kind(field) if field else None
         for kind in KINDS:
             if kind == wanted:
-                out.append(gr.update(visible=True, **_props(field, values.get(field.name, field.default))))
+                out.append(gr.update(visible=True, **field_props(field, values.get(field.name, field.default))))
             else:
                 out.append(gr.update(visible=False))
     return out
