@@ -284,7 +284,7 @@ def main() -> None:
           ["Measure", "Figure", "Note"])
     print("\nRound 2 (#18): huge bodies, data: URI bombs, forged history, one visitor flooding the queue")
     table([("56 MB body, 4 ways (run/join × declared/chunked)", " ".join(map(str, statuses)),
-            f"peak +{body_peak.growth_mb:.0f} MB"),
+            f"peak +{body_peak.growth_mb:.0f} MB, after {body_settled:+.1%}"),
            ("13000×13000 PNG as a data: URI", f"{uri_s:.2f} s", f"peak +{uri_peak.growth_mb:.0f} MB"),
            ("three 9000×9000 data: URIs at once", "refused" if uri_refused else "ANSWERED",
             f"peak +{uris_peak.growth_mb:.0f} MB"),

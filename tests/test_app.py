@@ -11,6 +11,7 @@ from PIL import Image
 from minigpt4_ui.server import start_background
 
 from .apprunner import RunningApp
+from .client_helpers import wait_until_canceled
 
 TOKEN = "r8_app_test_token_never_shown"
 
@@ -78,11 +79,7 @@ def test_cancelling_the_job_cancels_the_prediction(app, backend_server, photo):
         time.sleep(0.05)
     prediction_id = _server_prediction(backend_server)["id"]
     job.cancel()
-    deadline = time.monotonic() + 15
-    while (status := _server_prediction(backend_server, prediction_id)["status"]) != "canceled":
-        assert status not in ("succeeded", "failed"), f"prediction ended {status}, not canceled"
-        assert time.monotonic() < deadline, f"prediction still {status}"
-        time.sleep(0.05)
+    wait_until_canceled(backend_server.url, TOKEN, prediction_id)
 
 
 def test_bad_input_gets_a_specific_message(app, photo):

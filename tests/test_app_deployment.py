@@ -12,6 +12,7 @@ from gradio_client import Client, handle_file
 from minigpt4_ui.server import start_background
 
 from .apprunner import RunningApp
+from .client_helpers import wait_until_canceled
 from .raw_gradio import Session
 from .test_public_host import Chat
 
@@ -73,7 +74,7 @@ def test_the_warm_up_reaches_the_deployment_and_says_ready(app, server):
     assert (warm_up["input"]["max_new_tokens"], warm_up["input"]["num_beams"]) == (1, 1)
     log = app.output()
     assert f"warming up: one small prediction (max_new_tokens 1) for {ANSWERED_BY}" in log
-    assert f"warm-up: ready in " in log and warm_up["id"] in log
+    assert "warm-up: ready in " in log and warm_up["id"] in log
     assert log.index("warming up") < log.index("warm-up: ready")
     assert server.url not in banner
 
@@ -118,12 +119,7 @@ def test_stopping_cancels_the_deployments_prediction(app, server, photo):
     prediction = _predictions(server)[0]
     assert prediction["deployment"] == DEPLOYMENT
     job.cancel()
-    deadline = time.monotonic() + 15
-    while (status := requests.get(f"{server.url}/v1/predictions/{prediction['id']}", timeout=5,
-                                  headers={"Authorization": f"Bearer {TOKEN}"}).json()["status"]) != "canceled":
-        assert status == "processing", f"prediction ended {status}, not canceled"
-        assert time.monotonic() < deadline, "prediction still running"
-        time.sleep(0.05)
+    wait_until_canceled(server.url, TOKEN, prediction["id"])
 
 
 def test_a_failing_warm_up_is_named_in_the_log_and_the_banner(server, tmp_path_factory):
@@ -132,7 +128,7 @@ def test_a_failing_warm_up_is_named_in_the_log_and_the_banner(server, tmp_path_f
         banner = _settled_banner(app)
         why = ("POST /v1/deployments/acme/no-such-deployment/predictions found nothing (the API answered "
                "404 Not found: The requested resource could not be found.)")
-        assert f"**Warm-up failed** after " in banner and f"s: {why}. Questions may fail the same way." in banner
+        assert "**Warm-up failed** after " in banner and f"s: {why}. Questions may fail the same way." in banner
         assert "warm-up failed after " in app.output() and why in app.output()
         assert server.url not in banner and TOKEN not in banner + app.output()
     finally:

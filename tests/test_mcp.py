@@ -26,6 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from minigpt4_ui.server import start_background
 
 from .apprunner import RunningApp
+from .client_helpers import wait_until_canceled
 from .attacks import pixel_bomb_png
 from .conftest import png_bytes
 from .fault_proxy import FaultProxy
@@ -264,12 +265,7 @@ def test_a_cancelled_call_cancels_its_prediction(hosted, upstream):
         return newest["id"]
 
     prediction_id = run(abandon())
-    deadline = time.monotonic() + 15
-    while (status := requests.get(f"{server.url}/v1/predictions/{prediction_id}", timeout=5,
-                                  headers={"Authorization": f"Bearer {TOKEN}"}).json()["status"]) != "canceled":
-        assert status == "processing", f"the prediction ended {status}, not canceled"
-        assert time.monotonic() < deadline, "the prediction is still running"
-        time.sleep(0.05)
+    wait_until_canceled(server.url, TOKEN, prediction_id)
 
 
 def test_no_host_address_or_token_reaches_an_agent(hosted, upstream):

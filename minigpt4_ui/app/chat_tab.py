@@ -11,7 +11,8 @@ import gradio as gr
 from . import images
 from ..shared import schema
 from .guarded_inputs import bounded, unopened
-from .handlers import NO_MESSAGE, STOP as STOP_ANSWERING, Studio
+from .chat_updates import NO_MESSAGE, STOP as STOP_ANSWERING
+from .handlers import Studio
 from .side_panel import SidePanel
 from .wiring import CONCURRENCY_LIMIT, DOWNLOAD_FIRST, QUIET, SessionState
 
@@ -87,19 +88,19 @@ def wire_asking(chat: ChatTab, panel: SidePanel, state: SessionState, studio: St
     buttons, controls, records, spec = [chat.send, chat.stop, chat.new_chat], panel.controls, state.records, state.spec
     sent = dict(outputs=[chatbot, prompt, state.question, message, *buttons], queue=False, **QUIET)
     # The stream updates only the chat (see handlers.Answer); the rest changes once, after it.
-    respond = dict(fn=studio.respond, inputs=[image, state.question, chatbot, records, panel.visitor_token, spec],
+    respond = dict(fn=studio.chat.respond, inputs=[image, state.question, chatbot, records, panel.visitor_token, spec],
                    outputs=[chatbot, records], concurrency_limit=CONCURRENCY_LIMIT, **QUIET)
-    answered = dict(fn=studio.answered, inputs=records,
+    answered = dict(fn=studio.chat.answered, inputs=records,
                     outputs=[panel.history, panel.request_json, panel.request_curl, panel.request_python, *buttons],
                     queue=False, **QUIET)
-    ask = dict(fn=studio.send, inputs=[image, prompt, chatbot, spec, *controls], **sent)
+    ask = dict(fn=studio.chat.send, inputs=[image, prompt, chatbot, spec, *controls], **sent)
     # "multiple": a question sent while an answer runs reaches `send`, which says so.
     chat.send.click(trigger_mode="multiple", **ask).success(**respond).then(**answered)
     prompt.submit(trigger_mode="multiple", **ask).success(**respond).then(**answered)
     chatbot.example_select(_example, outputs=[image, prompt], **QUIET, queue=False).success(**ask).success(
         **respond).then(**answered)
-    chatbot.retry(studio.retry, inputs=[chatbot, spec, *controls], **sent).success(**respond).then(**answered)
-    chat.stop.click(studio.stop, outputs=chat.stop, queue=False, **QUIET)
+    chatbot.retry(studio.chat.retry, inputs=[chatbot, spec, *controls], **sent).success(**respond).then(**answered)
+    chat.stop.click(studio.chat.stop, outputs=chat.stop, queue=False, **QUIET)
     picker.change(studio.pick_model, inputs=[picker, spec], outputs=[spec, picker, message, *controls], **QUIET)
     chat.export_chat.click(studio.export_conversation, inputs=[chatbot, records], outputs=[files, message],
                            **QUIET).then(None, inputs=files, js=DOWNLOAD_FIRST, **QUIET)
@@ -108,15 +109,15 @@ def wire_asking(chat: ChatTab, panel: SidePanel, state: SessionState, studio: St
 def wire_changes(chat: ChatTab, state: SessionState, studio: Studio) -> None:
     """Wire undo, like, New chat and the chat's trash button; a new image, uploaded or from a URL."""
     chatbot, image, message, url = chat.chatbot, chat.image, chat.message, chat.url
-    chatbot.undo(studio.undo, inputs=chatbot, outputs=[chatbot, chat.prompt, message], queue=False, **QUIET)
+    chatbot.undo(studio.chat.undo, inputs=chatbot, outputs=[chatbot, chat.prompt, message], queue=False, **QUIET)
     chatbot.like(studio.like, inputs=[chatbot, state.records], outputs=state.records, queue=False, **QUIET)
-    chat.new_chat.click(studio.clear, outputs=[image, url, chat.prompt, chatbot, message], queue=False, **QUIET)
+    chat.new_chat.click(studio.chat.clear, outputs=[image, url, chat.prompt, chatbot, message], queue=False, **QUIET)
     chatbot.clear(lambda: NO_MESSAGE, outputs=message, queue=False, **QUIET)  # the chat's own trash button
     # Queued: it decodes the image.
-    image.change(studio.new_image, inputs=[image, chatbot], outputs=message, **QUIET)
+    image.change(studio.chat.new_image, inputs=[image, chatbot], outputs=message, **QUIET)
     for trigger in (chat.load_url.click, url.submit):
         # One shared limit for both triggers: slow URLs wait in the queue, not on worker threads.
-        trigger(studio.load_url, inputs=url, outputs=[image, message], concurrency_id="load-url",
+        trigger(studio.chat.load_url, inputs=url, outputs=[image, message], concurrency_id="load-url",
                 concurrency_limit=images.MAX_CONCURRENT_FETCHES, **QUIET)
 
 

@@ -101,7 +101,7 @@ def wire(tab: CompareTab, chat: ChatTab, panel: SidePanel, state: SessionState, 
                concurrency_limit=CONCURRENCY_LIMIT, **QUIET)
     tab.compare.click(**start).success(**run)
     tab.prompt.submit(**start).success(**run)
-    tab.stop.click(studio.stop, outputs=tab.stop, queue=False, **QUIET)
+    tab.stop.click(studio.chat.stop, outputs=tab.stop, queue=False, **QUIET)
     for index in range(MAX_CONTENDERS):
         better[index].click(functools.partial(comparer.mark_better, index), inputs=comparison,
                             outputs=[comparison, *better], queue=False, **QUIET)

@@ -29,8 +29,6 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 ACCOUNT_LIST_LIMIT = 50
-from .chat_updates import STOP  # noqa TEMP-BRIDGE
-from .records import HISTORY_HEADERS  # noqa TEMP-BRIDGE
 
 
 class Studio:
@@ -43,9 +41,6 @@ class Studio:
         self.slots = AnswerSlots()
         self.resolver = Resolver()
         self.chat = ChatHandlers(backend, settings, self.guard, self.slots, self.visitor)
-        # TEMP-BRIDGE (until ui.py is split)
-        for name in ("send", "respond", "stop", "answered", "retry", "new_image", "load_url", "undo", "clear"):
-            setattr(self, name, getattr(self.chat, name))
 
     def visitor(self, request: gr.Request | None, visitor_token: str | None) -> str | None:
         """Who pays: None when not the host's token (own token, embedded backend), else the visitor."""

@@ -9,7 +9,8 @@ import gradio as gr
 
 from . import model_controls
 from ..shared import schema
-from .handlers import HISTORY_HEADERS, Studio
+from .handlers import Studio
+from .records import HISTORY_HEADERS
 from .wiring import QUIET, SessionState
 
 

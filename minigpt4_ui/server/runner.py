@@ -3,6 +3,10 @@ deadlines (`Cancel-After`) and webhook notifications.
 
 Image URLs are fetched first on a smaller pool of their own, so slow image hosts can hold at most
 that pool's threads, never the workers that run other predictions; cancel ends a fetch at once.
+
+`Runner` (about 220 lines) stays one class, a little over the ~200 the project aims at: a job's
+life (fetch, start, chunks, finish) and the table of live jobs that `cancel`, `live` and `close`
+read share one lock; split, that lock's rules would be spread over classes.
 """
 
 from __future__ import annotations

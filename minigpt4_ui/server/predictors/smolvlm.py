@@ -236,14 +236,7 @@ class SmolVLMPredictor:
         started = time.perf_counter()
         plan = self.plan(inputs, image)
         kwargs = plan.generate_kwargs
-        mode = ("greedy" if not kwargs["do_sample"] else
-                f"sampling (temperature {kwargs['temperature']:g}, top_p {kwargs['top_p']:g})")
-        log(f"smolvlm: prompt {plan.prompt_tokens} tokens ({plan.image_tokens} image, "
-            f"{plan.turns} turn{'s' * (plan.turns > 1)}); up to {kwargs['max_new_tokens']} new "
-            f"tokens, {mode}, num_beams {kwargs['num_beams']}, repetition_penalty "
-            f"{kwargs['repetition_penalty']:g}\n")
-        for note in plan.notes:
-            log(f"smolvlm: {note}\n")
+        _log_plan(plan, log)
         stop = StopOnEvent(plan.prompt_tokens, threading.Event(), cancel)
         streaming = kwargs["num_beams"] == 1
         streamer = (TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True,
@@ -267,20 +260,7 @@ class SmolVLMPredictor:
         thread.start()
         try:
             if streaming:
-                first = None
-                while True:
-                    try:
-                        text = next(streamer)
-                    except StopIteration:
-                        break
-                    except queue.Empty:
-                        yield ""
-                        continue
-                    if text and first is None:
-                        first = time.perf_counter()
-                        log(f"smolvlm: first token after {first - generating:.2f} s "
-                            f"(preparing the inputs took {generating - started:.2f} s)\n")
-                    yield text
+                yield from _streamed(streamer, log, started=started, generating=generating)
             else:
                 while thread.is_alive():
                     thread.join(HEARTBEAT_S)
@@ -305,6 +285,37 @@ class SmolVLMPredictor:
             rate = stop.new_tokens / elapsed if elapsed > 0 else 0.0
             log(f"smolvlm: {stop.new_tokens} new tokens in {elapsed:.2f} s ({rate:.1f} tokens/s, "
                 f"{stop.steps} decoding steps), {outcome}\n")
+
+
+def _log_plan(plan, log: LogFn) -> None:
+    kwargs = plan.generate_kwargs
+    mode = ("greedy" if not kwargs["do_sample"] else
+            f"sampling (temperature {kwargs['temperature']:g}, top_p {kwargs['top_p']:g})")
+    log(f"smolvlm: prompt {plan.prompt_tokens} tokens ({plan.image_tokens} image, "
+        f"{plan.turns} turn{'s' * (plan.turns > 1)}); up to {kwargs['max_new_tokens']} new "
+        f"tokens, {mode}, num_beams {kwargs['num_beams']}, repetition_penalty "
+        f"{kwargs['repetition_penalty']:g}\n")
+    for note in plan.notes:
+        log(f"smolvlm: {note}\n")
+
+
+def _streamed(streamer, log: LogFn, *, started: float, generating: float) -> Iterator[str]:
+    """The streamer's text as it comes ("" as a heartbeat while none comes), logging when the
+    first token came."""
+    first = None
+    while True:
+        try:
+            text = next(streamer)
+        except StopIteration:
+            return
+        except queue.Empty:
+            yield ""
+            continue
+        if text and first is None:
+            first = time.perf_counter()
+            log(f"smolvlm: first token after {first - generating:.2f} s "
+                f"(preparing the inputs took {generating - started:.2f} s)\n")
+        yield text
 
 
 class StopOnEvent:
