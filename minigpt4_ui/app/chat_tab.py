@@ -87,7 +87,7 @@ def wire_asking(chat: ChatTab, panel: SidePanel, state: SessionState, studio: St
                                                       chat.picker, chat.chat_files)
     buttons, controls, records, spec = [chat.send, chat.stop, chat.new_chat], panel.controls, state.records, state.spec
     sent = dict(outputs=[chatbot, prompt, state.question, message, *buttons], queue=False, **QUIET)
-    # The stream updates only the chat (see handlers.Answer); the rest changes once, after it.
+    # The stream updates only the chat (see chat_handlers.Answer); the rest changes once, after it.
     respond = dict(fn=studio.chat.respond, inputs=[image, state.question, chatbot, records, panel.visitor_token, spec],
                    outputs=[chatbot, records], concurrency_limit=CONCURRENCY_LIMIT, **QUIET)
     answered = dict(fn=studio.chat.answered, inputs=records,

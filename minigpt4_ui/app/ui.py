@@ -1,6 +1,6 @@
 """The Gradio Blocks app: the page's parts top to bottom (`chat_tab`, `compare_tab`, `side_panel`),
-then each part's event wiring and the API (`api_endpoints`). Handlers live in `handlers` (the chat)
-and `compare` (the Compare tab).
+then each part's event wiring and the API (`api_endpoints`). Handlers live in `chat_handlers` (the
+chat), `handlers` (`Studio`: the rest) and `compare` (the Compare tab).
 
 Chat first: the conversation, with the examples in it while it is empty, then the image and the
 question right under it. Settings, the visitor's token, the request and the history sit in a

@@ -27,7 +27,7 @@ DOWNLOAD_FIRST = """(files) => {
 class SessionState(NamedTuple):
     """A visitor's state between events, shared by the chat, Compare and the side panel."""
 
-    question: gr.State  # what Send took (handlers.Asked), for the answer step
+    question: gr.State  # what Send took (chat_handlers.Asked), for the answer step
     records: gr.State  # this session's predictions
     spec: gr.State  # the picked model's inputs
     comparison: gr.State  # the last finished comparison: votes, continue, export
