@@ -82,12 +82,12 @@ def test_the_warm_up_reaches_the_deployment_and_says_ready(app, server):
 def test_the_chat_answers_through_the_deployment_and_lists_it(app, server, photo):
     chat = Chat(app, photo)
     assert chat.send("What is this?") == ""
-    done = chat.respond()
+    chat.respond()
     assert chat.status().startswith("Done in") and chat.status().endswith(f" · {ANSWERED_BY}")
     newest = _predictions(server)[0]
     assert (newest["deployment"], newest["input"]["prompt"], newest["status"]) == (
         DEPLOYMENT, "What is this?", "succeeded")
-    history = done["output"]["data"][2]["data"]
+    history = chat.answered()[0]["data"]
     assert history[0][1] == "succeeded" and history[0][4] == newest["id"]
     shown = chat.session.queued("show_record", [None, ""], event_data={"index": [0, 0], "value": ""})
     record, message = shown["output"]["data"]

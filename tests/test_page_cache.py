@@ -3,7 +3,6 @@ running app, and the middleware's rules against an app that counts what it rende
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import pytest
@@ -12,6 +11,7 @@ import requests
 from minigpt4_ui.app.page_cache import MAX_PAGES, PageCache
 
 from .apprunner import RunningApp
+from .own_loop import run
 
 ROOT = re.compile(r'"root":\s*"([^"]*)"')
 
@@ -60,7 +60,7 @@ def get(app, path: str = "/", *, method: str = "GET", host: bytes = b"a.example"
 
     scope = {"type": "http", "method": method, "path": path, "query_string": query, "scheme": "http",
              "root_path": "", "headers": [(b"host", host)]}
-    asyncio.run(app(scope, receive, send))
+    run(app(scope, receive, send))
     return b"".join(message.get("body", b"") for message in sent)
 
 

@@ -88,6 +88,10 @@ class Chat:
         self.chat = done["output"]["data"][0]
         return done
 
+    def answered(self) -> list:
+        """The step the page chains after the answer's stream: History, View request, the buttons."""
+        return self.session.run("answered", self.session.defaults("answered"))
+
     def status(self) -> str:
         return next(m["metadata"]["title"] for m in reversed(self.chat) if (m.get("metadata") or {}).get("title"))
 

@@ -15,6 +15,7 @@ from bench._replicas import CONFIG, NGINX, Nginx
 from bench._visitor import Page, Visitor, connections
 
 from .apprunner import RunningApp
+from .own_loop import run
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx)")
 COFFEE = Path(__file__).resolve().parent.parent / "assets" / "coffee.jpg"
@@ -66,7 +67,7 @@ async def _visit_all(url: str, count: int) -> list[Visitor]:
 
 def test_visitors_are_spread_over_the_replicas_and_each_is_answered_by_one(replicas):
     caches, balancer = replicas
-    visitors = asyncio.run(_visit_all(balancer.url, VISITORS))
+    visitors = run(_visit_all(balancer.url, VISITORS), timeout=300)
     answers = {visitor.visit.answer for visitor in visitors}
     assert len(answers) == 1 and len(answers.pop().split()) > 40, [v.visit.answer for v in visitors]
     # Each upload lands in the cache of the replica that took the visit; the visit's events (send,

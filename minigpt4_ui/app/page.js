@@ -60,7 +60,18 @@ new MutationObserver(() => {
 
 // An example chosen from the keyboard is sent at once and leaves the empty chat, taking focus
 // with it to the page's body; the question box is where a follow-up is typed.
+// On a busy host the examples leave later than the next frame, and focus with them: it is put back
+// once they have gone.
 document.addEventListener("click", (event) => {
   if (event.detail !== 0 || !event.target.closest?.("#chat button.example")) return;
-  requestAnimationFrame(() => document.querySelector("#prompt textarea")?.focus());
+  const question = () => document.querySelector("#prompt textarea")?.focus();
+  requestAnimationFrame(question);
+  const chat = document.querySelector("#chat");
+  const left = new MutationObserver(() => {
+    if (chat.querySelector("button.example")) return;
+    left.disconnect();
+    question();
+  });
+  left.observe(chat, {childList: true, subtree: true});
+  setTimeout(() => left.disconnect(), 30000);
 }, true);

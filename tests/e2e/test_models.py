@@ -126,14 +126,20 @@ def _compare(page: Page, question: str) -> None:
     page.get_by_role("button", name="Compare", exact=True).click()
 
 
+def _answer(number: int) -> str:
+    """A pane's answer text itself: the pane also holds Gradio's progress tracker, transparent but
+    in the page's text."""
+    return f"#pane-answer-{number} [data-testid=markdown]"
+
+
 def _answer_length(page: Page, number: int) -> int:
-    return len(page.locator(f"#pane-answer-{number}").inner_text().strip())
+    return len(page.locator(_answer(number)).inner_text().strip())
 
 
 def test_two_contenders_stream_side_by_side_and_one_stop_cancels_both(page: Page, server: RunningServer):
     _compare(page, "Describe it slowly, please.")
     for number in (1, 2):  # both panes grow at once
-        page.wait_for_function(f"document.querySelector('#pane-answer-{number}').innerText.trim().length > 0")
+        page.wait_for_function(f"document.querySelector('{_answer(number)}').innerText.trim().length > 0")
     page.get_by_role("button", name="Stop comparing").click()
 
     for number in (1, 2):
@@ -171,7 +177,7 @@ def test_a_finished_comparison_is_voted_on_exported_and_continued_in_the_chat(pa
         assert exported.locator("header img").evaluate("img => img.complete && img.naturalWidth") > 0
         articles = exported.locator("article")
         expect(articles).to_have_count(2)
-        second_answer = page.locator("#pane-answer-2").inner_text().strip()
+        second_answer = page.locator(_answer(2)).inner_text().strip()
         assert second_answer[:40] in articles.nth(1).inner_text()
         assert "✔ better" in articles.nth(1).inner_text() and llava["id"] in articles.nth(1).inner_text()
     finally:
