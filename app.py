@@ -22,6 +22,11 @@ from minigpt4_ui.app.settings import Settings, parse_deployment
 from minigpt4_ui.shared.facts import PRECISIONS
 
 SESSION_CAPACITY = 2000
+# Every step of a streamed answer runs on one of Gradio's worker threads (40 by default), fewer
+# than the answers the queue lets run at once. With twice the limit, bench/audience.py's median
+# first word came 4.1 s after the bare app's with 256 visitors instead of 9.9 s, and 5.8 s instead
+# of 6.9 s with 128 (one run each); four times the limit was slower again (one GIL, more threads).
+WORKER_THREADS = 2 * ui.CONCURRENCY_LIMIT
 
 
 class Listen(NamedTuple):
@@ -133,7 +138,7 @@ def main() -> None:
         # An MCP tool call counts as its visitor's, in its own session (mcp_calls).
         calls = Middleware(McpCalls, visitor_of=functools.partial(request_visitor, hops=settings.proxy_hops))
         demo.launch(theme=ui.THEME, css=ui.CSS, head=ui.HEAD, max_file_size=f"{settings.max_upload_mb}mb",
-                    state_session_capacity=SESSION_CAPACITY, mcp_server=settings.mcp,
+                    state_session_capacity=SESSION_CAPACITY, mcp_server=settings.mcp, max_threads=WORKER_THREADS,
                     app_kwargs={"middleware": [limits, calls, Middleware(PageCache)],
                                 "lifespan": mcp_calls.install(demo)},
                     server_name=listen.host, server_port=listen.port)
