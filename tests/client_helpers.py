@@ -1,10 +1,11 @@
-"""What tests do with `replicate_api.Client` that the app itself never needs."""
+"""What tests do with `replicate_api.Client` that the app itself never needs, and with the app's own `/ask`."""
 
 from __future__ import annotations
 
 import time
 
 import requests
+from gradio_client import Client as AppClient, handle_file
 
 from minigpt4_ui.replicate_api import Client
 
@@ -28,3 +29,13 @@ def wait_until_canceled(server_url: str, token: str, prediction_id: str, timeout
         assert status not in ("succeeded", "failed"), f"the prediction ended {status}, not canceled"
         assert time.monotonic() < deadline, f"the prediction is still {status}"
         time.sleep(0.05)
+
+
+def partly_answered(app_url: str, image: str, prompt: str = "Describe it slowly", timeout: float = 30):
+    """A `/ask` job of the app's (gradio_client), once its answer has partly arrived."""
+    job = AppClient(app_url, verbose=False).submit(image=handle_file(image), prompt=prompt, api_name="/ask")
+    deadline = time.monotonic() + timeout
+    while len(job.outputs()) < 2:
+        assert time.monotonic() < deadline, "no partial answer arrived"
+        time.sleep(0.05)
+    return job

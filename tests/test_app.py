@@ -1,6 +1,5 @@
 """The app as a user runs it (`python app.py`), driven through gradio_client."""
 
-import time
 
 import pytest
 import requests
@@ -11,7 +10,7 @@ from PIL import Image
 from minigpt4_ui.server import start_background
 
 from .apprunner import RunningApp
-from .client_helpers import wait_until_canceled
+from .client_helpers import partly_answered, wait_until_canceled
 
 TOKEN = "r8_app_test_token_never_shown"
 
@@ -71,12 +70,7 @@ def test_parameters_reach_the_server(app, backend_server, photo):
 
 
 def test_cancelling_the_job_cancels_the_prediction(app, backend_server, photo):
-    client = Client(app.url, verbose=False)
-    job = client.submit(image=handle_file(photo), prompt="Describe it slowly", api_name="/ask")
-    deadline = time.monotonic() + 30
-    while len(job.outputs()) < 2:
-        assert time.monotonic() < deadline, "no partial answer arrived"
-        time.sleep(0.05)
+    job = partly_answered(app.url, photo)
     prediction_id = _server_prediction(backend_server)["id"]
     job.cancel()
     wait_until_canceled(backend_server.url, TOKEN, prediction_id)

@@ -12,7 +12,7 @@ from gradio_client import Client, handle_file
 from minigpt4_ui.server import start_background
 
 from .apprunner import RunningApp
-from .client_helpers import wait_until_canceled
+from .client_helpers import partly_answered, wait_until_canceled
 from .raw_gradio import Session
 from .test_public_host import Chat
 
@@ -110,12 +110,7 @@ def test_ask_streams_from_the_deployment_and_ask_model_uses_it_too(app, server, 
 
 
 def test_stopping_cancels_the_deployments_prediction(app, server, photo):
-    client = Client(app.url, verbose=False)
-    job = client.submit(image=handle_file(photo), prompt="Describe it slowly", api_name="/ask")
-    deadline = time.monotonic() + 30
-    while len(job.outputs()) < 2:
-        assert time.monotonic() < deadline, "no partial answer arrived"
-        time.sleep(0.05)
+    job = partly_answered(app.url, photo)
     prediction = _predictions(server)[0]
     assert prediction["deployment"] == DEPLOYMENT
     job.cancel()
